@@ -1,0 +1,71 @@
+"""`localmodel backend --addr HOST:PORT [--model FILE ...]` (also `python -m localmodel_llamacpp`).
+
+`--addr` is the flag LocalAI passes to the backends it launches, so LocalAI can run this backend too.
+With `--model` the backend loads the model at start (how a Kubernetes pod runs it); without, it waits
+for a LoadModel call (how LocalAI runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from localmodel.logs import configure_logging
+from localmodel_llamacpp.server import PreloadError, serve
+
+log = logging.getLogger("localmodel_llamacpp")
+
+
+def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Serve one GGUF model over gRPC with llama.cpp.")
+    parser.add_argument("--addr", default="127.0.0.1:50051", help="host:port to listen on (port 0: any free)")
+    parser.add_argument("--model", help="GGUF file to load at start (else wait for LoadModel)")
+    model = parser.add_argument_group("model options (with --model)")
+    model.add_argument("--context-size", type=int, default=0, help="KV cache size in tokens (default 4096)")
+    model.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
+    model.add_argument("--batch-size", type=int, default=0, help="prompt tokens per decode step (default 512)")
+    model.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    model.add_argument("--embeddings", action="store_true", help="load for embeddings")
+    model.add_argument("--no-mmap", action="store_true", help="read the file into memory instead of mapping it")
+    model.add_argument("--mlock", action="store_true", help="lock the model in RAM")
+    model.add_argument("--flash-attention", choices=["on", "off", "auto"], default="", help="flash attention")
+    model.add_argument("--option", action="append", default=[], metavar="KEY:VALUE", help="backend option")
+    parser.add_argument("--grace-period", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    return parser
+
+
+def preload_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """LoadModel fields for `--model`, or None to wait for a LoadModel call."""
+    if not args.model:
+        return None
+    return {
+        "model_file": args.model,
+        "context_size": args.context_size,
+        "threads": args.threads,
+        "n_batch": args.batch_size,
+        "n_gpu_layers": args.gpu_layers,
+        "embeddings": args.embeddings,
+        "mmap": not args.no_mmap,
+        "mlock": args.mlock,
+        "flash_attention": args.flash_attention,
+        "options": args.option,
+    }
+
+
+def main(argv: list[str] | None = None, prog: str = "localmodel backend") -> int:
+    args = build_parser(prog).parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        asyncio.run(serve(args.addr, preload_options(args), args.grace_period))
+    except PreloadError as error:
+        log.error("could not load the model", extra={"reason": str(error)})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m localmodel_llamacpp"))

@@ -1,0 +1,69 @@
+"""The backend's gRPC server: Backend + grpc.health.v1 services, optional preload, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel_llamacpp.engine import LlamaEngine
+from localmodel_llamacpp.scheduler import SequentialScheduler
+from localmodel_llamacpp.servicer import HEALTH_SERVICES, BackendServicer
+
+log = logging.getLogger(__name__)
+
+# Long prompts and chat histories arrive in one message; gRPC's 4 MiB default is too small for them.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class PreloadError(RuntimeError):
+    """The model named on the command line could not be loaded."""
+
+
+async def create_server(address: str) -> tuple[grpc.aio.Server, int, BackendServicer]:
+    """A started server on `address` ("host:0" picks a free port) and the port it got."""
+    health = health_aio.HealthServicer()
+    for service in HEALTH_SERVICES:  # not ready until a model is loaded
+        await health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    servicer = BackendServicer(SequentialScheduler(LlamaEngine()), health)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
+    backend_pb2_grpc.add_BackendServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    port = server.add_insecure_port(address)
+    await server.start()
+    return server, port, servicer
+
+
+async def serve(address: str, preload: dict[str, Any] | None = None, grace_seconds: float = 30.0) -> None:
+    """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to the grace period) and stop."""
+    server, port, servicer = await create_server(address)
+    log.info("backend listening", extra={"address": address, "port": port})
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+
+    if preload is not None:
+        result = await servicer.LoadModel(backend_pb2.ModelOptions(**preload), context=None)
+        if not result.success:
+            await server.stop(grace=None)
+            raise PreloadError(result.message)
+
+    await stopping.wait()
+    log.info("stopping: finishing in-flight requests", extra={"grace_seconds": grace_seconds})
+    await servicer.health.enter_graceful_shutdown()  # probes see NOT_SERVING while we drain
+    await server.stop(grace=grace_seconds)
+    servicer.close()
+    log.info("backend stopped")

@@ -1,0 +1,143 @@
+"""The Backend gRPC service: thin async adapters from the contract to the engine and scheduler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2
+from grpc_health.v1.health import aio as health_aio
+
+from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel_llamacpp.engine import Chunk, InvalidRequestError, ModelLoadError, ModelNotLoadedError, Prompt
+from localmodel_llamacpp.options import OptionsError, chat_messages, chat_tools, load_config, sampling_config
+from localmodel_llamacpp.scheduler import SequentialScheduler
+
+log = logging.getLogger(__name__)
+
+# The one table from engine errors to gRPC status codes.
+_STATUS_CODES: dict[type[Exception], grpc.StatusCode] = {
+    OptionsError: grpc.StatusCode.INVALID_ARGUMENT,
+    InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+    ModelNotLoadedError: grpc.StatusCode.FAILED_PRECONDITION,
+}
+# Services whose readiness follows the model: "" is the whole server, as Kubernetes' gRPC probe asks by default.
+HEALTH_SERVICES = ("", "backend.Backend")
+_State = backend_pb2.StatusResponse.State
+
+
+class BackendServicer(backend_pb2_grpc.BackendServicer):
+    def __init__(self, scheduler: SequentialScheduler, health: health_aio.HealthServicer) -> None:
+        self._scheduler = scheduler
+        self._engine = scheduler.engine
+        self.health = health
+
+    def close(self) -> None:
+        self._scheduler.close()
+
+    async def Health(self, request: backend_pb2.HealthMessage, context: Any) -> backend_pb2.Reply:
+        return backend_pb2.Reply(message=b"OK")
+
+    async def LoadModel(self, request: backend_pb2.ModelOptions, context: Any) -> backend_pb2.Result:
+        # Failures are a Result, not a status code: that is what LocalAI's clients read.
+        try:
+            config = load_config(request)
+            await self._scheduler.run(self._engine.load, config)
+        except (OptionsError, ModelLoadError) as error:
+            log.warning("model load failed", extra={"reason": str(error)})
+            return backend_pb2.Result(success=False, message=str(error))
+        for service in HEALTH_SERVICES:
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        return backend_pb2.Result(success=True, message=f"loaded {config.model_path}")
+
+    async def Predict(self, request: backend_pb2.PredictOptions, context: Any) -> backend_pb2.Reply:
+        parts: list[str] = []
+        async for chunk in self._generate(request, context):
+            parts.append(chunk.text)
+        return _reply("".join(parts), chunk)
+
+    async def PredictStream(
+        self, request: backend_pb2.PredictOptions, context: Any
+    ) -> AsyncIterator[backend_pb2.Reply]:
+        async for chunk in self._generate(request, context):
+            yield _reply(chunk.text, chunk)
+
+    async def Embedding(self, request: backend_pb2.PredictOptions, context: Any) -> backend_pb2.EmbeddingResult:
+        async with _status_codes(context):
+            text = request.embeddings
+            if not text and request.embedding_tokens:
+                text = await self._scheduler.run(self._engine.detokenize, list(request.embedding_tokens))
+            vector = await self._scheduler.run(self._engine.embed, text)
+        return backend_pb2.EmbeddingResult(embeddings=vector)
+
+    async def TokenizeString(
+        self, request: backend_pb2.PredictOptions, context: Any
+    ) -> backend_pb2.TokenizationResponse:
+        async with _status_codes(context):
+            tokens = await self._scheduler.run(self._engine.tokenize, request.prompt)
+        return backend_pb2.TokenizationResponse(length=len(tokens), tokens=tokens)
+
+    async def Status(self, request: backend_pb2.HealthMessage, context: Any) -> backend_pb2.StatusResponse:
+        scheduler = self._scheduler
+        if self._engine.config is None:
+            state = _State.UNINITIALIZED
+        else:
+            state = _State.BUSY if scheduler.running else _State.READY
+        memory = self._engine.memory()
+        return backend_pb2.StatusResponse(
+            state=state,
+            memory=backend_pb2.MemoryUsageData(total=memory["rss"], breakdown=memory),
+            scheduler=backend_pb2.SchedulerState(
+                running=scheduler.running, waiting=scheduler.waiting, slots=scheduler.slots, mode=scheduler.mode
+            ),
+        )
+
+    async def GetMetrics(self, request: backend_pb2.MetricsRequest, context: Any) -> backend_pb2.MetricsResponse:
+        last = self._engine.last
+        return backend_pb2.MetricsResponse(
+            slot_id=0,
+            tokens_per_second=last.tokens_per_second,
+            tokens_generated=last.completion_tokens,
+            prompt_tokens_processed=last.prompt_tokens,
+        )
+
+    async def Rerank(self, request: backend_pb2.RerankRequest, context: Any) -> backend_pb2.RerankResult:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this backend does not rerank yet")
+        raise AssertionError("unreachable: abort raises")
+
+    async def _generate(self, request: backend_pb2.PredictOptions, context: Any) -> AsyncIterator[Chunk]:
+        async with _status_codes(context):
+            chunks = self._scheduler.generate(_prompt(request), sampling_config(request))
+            async for chunk in chunks:
+                yield chunk
+
+
+@asynccontextmanager
+async def _status_codes(context: Any) -> AsyncIterator[None]:
+    """End the RPC with the status code that the engine error inside maps to."""
+    try:
+        yield
+    except tuple(_STATUS_CODES) as error:
+        await context.abort(_STATUS_CODES[type(error)], str(error))
+
+
+def _prompt(request: backend_pb2.PredictOptions) -> Prompt:
+    # As in LocalAI: messages are rendered here only when the client asks for the model's own template;
+    # otherwise the client rendered them into `prompt` itself.
+    if request.use_tokenizer_template and request.messages:
+        return Prompt(messages=chat_messages(request), tools=chat_tools(request))
+    return Prompt(text=request.prompt)
+
+
+def _reply(text: str, chunk: Chunk) -> backend_pb2.Reply:
+    return backend_pb2.Reply(
+        message=text.encode("utf-8"),
+        tokens=chunk.completion_tokens,
+        prompt_tokens=chunk.prompt_tokens,
+        timing_prompt_processing=chunk.prompt_ms,
+        timing_token_generation=chunk.generation_ms,
+        finish_reason=chunk.finish_reason or "",
+    )

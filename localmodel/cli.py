@@ -1,0 +1,28 @@
+"""The `localmodel` command: one subcommand per entry point; each parses its own flags."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from localmodel import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="localmodel", description=__doc__, allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"localmodel {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("backend", help="run the llama.cpp gRPC backend", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+
+    if args.command == "backend":
+        # Imported here so that commands which need no llama.cpp never load it.
+        from localmodel_llamacpp.__main__ import main as backend_main
+
+        return backend_main(rest)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

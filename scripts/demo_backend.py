@@ -1,6 +1,6 @@
 """Start the llama.cpp backend on the bundled SmolLM2 model and stream one chat answer over gRPC.
 
-    python scripts/demo_backend.py ["your question"]
+python scripts/demo_backend.py ["your question"]
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ def main() -> None:
     started = time.monotonic()
     with BackendProcess(["--model", str(model), "--log-level", "WARNING"]) as backend:
         backend.wait_ready()
-        print(f"backend ready on {backend.address} after {time.monotonic() - started:.1f}s\n", file=sys.stderr)
+        print(
+            f"backend ready on {backend.address} after {time.monotonic() - started:.1f}s\n", file=sys.stderr
+        )
         with grpc.insecure_channel(backend.address) as channel:
             request = backend_pb2.PredictOptions(
                 messages=[backend_pb2.Message(role="user", content=question)],

@@ -26,14 +26,20 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
     model = parser.add_argument_group("model options (with --model)")
     model.add_argument("--context-size", type=int, default=0, help="KV cache size in tokens (default 4096)")
     model.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
-    model.add_argument("--batch-size", type=int, default=0, help="prompt tokens per decode step (default 512)")
+    model.add_argument(
+        "--batch-size", type=int, default=0, help="prompt tokens per decode step (default 512)"
+    )
     model.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
     model.add_argument("--embeddings", action="store_true", help="load for embeddings")
-    model.add_argument("--no-mmap", action="store_true", help="read the file into memory instead of mapping it")
+    model.add_argument(
+        "--no-mmap", action="store_true", help="read the file into memory instead of mapping it"
+    )
     model.add_argument("--mlock", action="store_true", help="lock the model in RAM")
     model.add_argument("--flash-attention", choices=["on", "off", "auto"], default="", help="flash attention")
     model.add_argument("--option", action="append", default=[], metavar="KEY:VALUE", help="backend option")
-    parser.add_argument("--grace-period", type=float, default=30.0, help="seconds to finish requests on SIGTERM")
+    parser.add_argument(
+        "--grace-period", type=float, default=30.0, help="seconds to finish requests on SIGTERM"
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser
 

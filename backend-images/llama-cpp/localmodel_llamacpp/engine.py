@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 import jinja2
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_grammar import LlamaGrammar
 
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
 from localmodel_llamacpp.stopping import StopMatcher
@@ -152,10 +153,16 @@ class LlamaEngine:
         tokens = self._prompt_tokens(llama, prompt)
         room = llama.n_ctx() - len(tokens)
         if room <= 0:
-            raise InvalidRequestError(f"the prompt has {len(tokens)} tokens; the context holds {llama.n_ctx()}")
+            raise InvalidRequestError(
+                f"the prompt has {len(tokens)} tokens; the context holds {llama.n_ctx()}"
+            )
         max_new = min(sampling.max_tokens or room, room)
         grammar = self._grammar(sampling.grammar)
         llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
+        # Evaluate the whole prompt every time. Reusing a cached prefix re-evaluates the prompt's tail in a
+        # smaller batch, whose rounding differs, so the same request could get a different answer
+        # depending on what ran before it. Prefix reuse comes with the batching scheduler's KV slots.
+        llama.reset()  # type: ignore[no-untyped-call]
 
         stats = self.last = GenerationStats(prompt_tokens=len(tokens))
         stops = StopMatcher(sampling.stop)
@@ -253,11 +260,13 @@ class LlamaEngine:
         except (jinja2.TemplateError, ValueError, TypeError) as error:
             raise InvalidRequestError(f"the model's chat template rejected the messages: {error}") from error
         # Templates that write the BOS token themselves say so; adding another would change the answer.
-        tokens = llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        tokens = llama.tokenize(
+            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+        )
         return tokens
 
-    def _grammar(self, gbnf: str | None) -> llama_cpp.LlamaGrammar | None:
-        """Parse-check a GBNF grammar first: llama-cpp-python would hand a failed parse on as a null pointer."""
+    def _grammar(self, gbnf: str | None) -> LlamaGrammar | None:
+        """Parse-check a GBNF grammar: llama-cpp-python would pass a failed parse on as a null pointer."""
         if gbnf is None:
             return None
         _recent_errors.clear()
@@ -266,13 +275,16 @@ class LlamaEngine:
             detail = "; ".join(_recent_errors) or "llama.cpp could not parse it"
             raise InvalidRequestError(f"grammar: {detail}")
         llama_cpp.llama_sampler_free(sampler)
-        return llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
+        return LlamaGrammar.from_string(gbnf, verbose=False)
 
     @staticmethod
     def _token_stream(
-        llama: llama_cpp.Llama, tokens: list[int], sampling: SamplingConfig, grammar: llama_cpp.LlamaGrammar | None
-    ) -> Iterator[int]:
-        stream: Iterator[int] = llama.generate(
+        llama: llama_cpp.Llama,
+        tokens: list[int],
+        sampling: SamplingConfig,
+        grammar: LlamaGrammar | None,
+    ) -> Generator[int, None, None]:
+        stream: Generator[int, None, None] = llama.generate(
             tokens,
             top_k=sampling.top_k,
             top_p=sampling.top_p,

@@ -35,7 +35,9 @@ class BackendNotReadyError(RuntimeError):
 class BackendProcess:
     """`localmodel backend` as a child process; a context manager that stops it on exit."""
 
-    def __init__(self, args: Sequence[str] = (), host: str = "127.0.0.1", log_file: IO[bytes] | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str] = (), host: str = "127.0.0.1", log_file: IO[bytes] | None = None
+    ) -> None:
         self.host = host
         self.port = free_port(host)
         self.address = f"{host}:{self.port}"
@@ -49,21 +51,28 @@ class BackendProcess:
         self.process = subprocess.Popen(command, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
         return self
 
-    def wait_ready(self, timeout: float = 120.0, service: str = "") -> None:
-        """Block until the health service says SERVING; fail early if the process dies."""
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until the health service says SERVING (a model is loaded); fail early if the process dies."""
+        self._wait_for_health({health_pb2.HealthCheckResponse.SERVING}, timeout)
+
+    def wait_ready_to_connect(self, timeout: float = 60.0) -> None:
+        """Block until the server answers at all (before any model is loaded)."""
+        answers = {health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING}
+        self._wait_for_health(answers, timeout)
+
+    def _wait_for_health(self, wanted: set[int], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while True:
                 self._raise_if_exited()
                 try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    if health.Check(health_pb2.HealthCheckRequest(), timeout=1.0).status in wanted:
                         return
                 except grpc.RpcError:
                     pass  # not listening yet
                 if time.monotonic() > deadline:
-                    raise BackendNotReadyError(f"backend at {self.address} not SERVING after {timeout:.0f}s")
+                    raise BackendNotReadyError(f"backend at {self.address} not ready after {timeout:.0f}s")
                 time.sleep(0.1)
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -81,7 +90,9 @@ class BackendProcess:
     def _raise_if_exited(self) -> None:
         assert self.process is not None, "start() first"
         if self.process.poll() is not None:
-            raise BackendNotReadyError(f"backend exited with code {self.process.returncode} before it was ready")
+            raise BackendNotReadyError(
+                f"backend exited with code {self.process.returncode} before it was ready"
+            )
 
     def __enter__(self) -> BackendProcess:
         return self.start()
@@ -90,4 +101,3 @@ class BackendProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-

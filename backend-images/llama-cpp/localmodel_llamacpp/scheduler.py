@@ -46,7 +46,7 @@ class SequentialScheduler:
         return await asyncio.wrap_future(self._submit(function, *args))
 
     async def generate(self, prompt: Prompt, sampling: SamplingConfig) -> AsyncIterator[Chunk]:
-        """Stream a generation's chunks; leaving the loop early (client gone) stops it before the next token."""
+        """Stream a generation's chunks; a consumer that leaves early stops it before the next token."""
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[object] = asyncio.Queue()
         cancelled = threading.Event()
@@ -97,4 +97,3 @@ class SequentialScheduler:
                     self._running -= 1
 
         return self._worker.submit(job)
-

@@ -38,7 +38,7 @@ async def create_server(address: str) -> tuple[grpc.aio.Server, int, BackendServ
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    backend_pb2_grpc.add_BackendServicer_to_server(servicer, server)
+    backend_pb2_grpc.add_BackendServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     port = server.add_insecure_port(address)
     await server.start()

@@ -24,7 +24,7 @@ _STATUS_CODES: dict[type[Exception], grpc.StatusCode] = {
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     ModelNotLoadedError: grpc.StatusCode.FAILED_PRECONDITION,
 }
-# Services whose readiness follows the model: "" is the whole server, as Kubernetes' gRPC probe asks by default.
+# Services whose readiness follows the model; "" (the whole server) is what Kubernetes' gRPC probe asks.
 HEALTH_SERVICES = ("", "backend.Backend")
 _State = backend_pb2.StatusResponse.State
 
@@ -65,7 +65,9 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
         async for chunk in self._generate(request, context):
             yield _reply(chunk.text, chunk)
 
-    async def Embedding(self, request: backend_pb2.PredictOptions, context: Any) -> backend_pb2.EmbeddingResult:
+    async def Embedding(
+        self, request: backend_pb2.PredictOptions, context: Any
+    ) -> backend_pb2.EmbeddingResult:
         async with _status_codes(context):
             text = request.embeddings
             if not text and request.embedding_tokens:
@@ -91,11 +93,16 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
             state=state,
             memory=backend_pb2.MemoryUsageData(total=memory["rss"], breakdown=memory),
             scheduler=backend_pb2.SchedulerState(
-                running=scheduler.running, waiting=scheduler.waiting, slots=scheduler.slots, mode=scheduler.mode
+                running=scheduler.running,
+                waiting=scheduler.waiting,
+                slots=scheduler.slots,
+                mode=scheduler.mode,
             ),
         )
 
-    async def GetMetrics(self, request: backend_pb2.MetricsRequest, context: Any) -> backend_pb2.MetricsResponse:
+    async def GetMetrics(
+        self, request: backend_pb2.MetricsRequest, context: Any
+    ) -> backend_pb2.MetricsResponse:
         last = self._engine.last
         return backend_pb2.MetricsResponse(
             slot_id=0,

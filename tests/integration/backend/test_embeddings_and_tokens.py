@@ -1,0 +1,58 @@
+"""Embedding and TokenizeString on the real SmolLM2."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import grpc
+import llama_cpp
+import pytest
+
+from localmodel.wire import backend_pb2
+
+SMOLLM2_EMBEDDING_SIZE = 576  # n_embd of SmolLM2-135M
+
+
+def embed(embedder, text: str) -> list[float]:
+    return list(embedder.Embedding(backend_pb2.PredictOptions(embeddings=text)).embeddings)
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+def test_embedding_is_a_normalised_vector_of_the_model_size(embedder) -> None:
+    vector = embed(embedder, "The cat sat on the mat.")
+    assert len(vector) == SMOLLM2_EMBEDDING_SIZE
+    assert math.sqrt(sum(x * x for x in vector)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_similar_texts_are_closer_than_unrelated_ones(embedder) -> None:
+    cat = embed(embedder, "The cat sat on the mat.")
+    assert cosine(cat, embed(embedder, "The cat sat on the mat.")) == pytest.approx(1.0, abs=1e-5)
+    similar = cosine(cat, embed(embedder, "A kitten was sitting on the rug."))
+    unrelated = cosine(cat, embed(embedder, "Quarterly tax returns must be filed by April."))
+    assert similar > unrelated
+
+
+def test_embedding_tokens_are_accepted(embedder) -> None:
+    tokens = embedder.TokenizeString(backend_pb2.PredictOptions(prompt="The cat sat on the mat.")).tokens
+    from_tokens = list(embedder.Embedding(backend_pb2.PredictOptions(embedding_tokens=tokens)).embeddings)
+    assert cosine(from_tokens, embed(embedder, "The cat sat on the mat.")) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_embedding_needs_a_model_loaded_for_embeddings(chat) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        chat.Embedding(backend_pb2.PredictOptions(embeddings="hello"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "embeddings" in caught.value.details()
+
+
+def test_tokenize_round_trips_through_the_model_vocabulary(chat, smollm2_path: Path) -> None:
+    text = "Hello world, this is localmodel speaking: 42 tokens/s!"
+    reply = chat.TokenizeString(backend_pb2.PredictOptions(prompt=text))
+    assert reply.length == len(reply.tokens) > 5
+    vocabulary = llama_cpp.Llama(str(smollm2_path), vocab_only=True, verbose=False)
+    assert vocabulary.detokenize(list(reply.tokens)).decode() == text

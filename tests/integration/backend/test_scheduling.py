@@ -1,0 +1,92 @@
+"""One request at a time in arrival order, cancellation, and graceful shutdown, seen from a client."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel_llamacpp.process import BackendProcess
+
+LONG = backend_pb2.PredictOptions(prompt="Count slowly:", tokens=1500, temperature=0, ignore_eos=True)
+
+
+def status(backend) -> backend_pb2.StatusResponse:
+    return backend.Status(backend_pb2.HealthMessage())
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_cancelling_a_stream_stops_generation_at_once(chat) -> None:
+    stream = chat.PredictStream(LONG)
+    received = [next(stream) for _ in range(3)]
+    assert all(r.message for r in received)
+    stream.cancel()
+
+    wait_until(lambda: status(chat).scheduler.running == 0, timeout=2.0)
+    generated = chat.GetMetrics(backend_pb2.MetricsRequest()).tokens_generated
+    # 1500 tokens were asked for; generation stopped within a few tokens of the cancel.
+    assert 3 <= generated < 20, generated
+    # Idle again: the next request is served right away.
+    assert chat.Predict(backend_pb2.PredictOptions(prompt="Hi", tokens=2)).tokens == 2
+
+
+def test_requests_wait_their_turn_and_status_counts_them(chat) -> None:
+    finished: dict[str, float] = {}
+
+    def run(name: str, request: backend_pb2.PredictOptions) -> None:
+        chat.Predict(request)
+        finished[name] = time.monotonic()
+
+    first = backend_pb2.PredictOptions(prompt="Once upon a time", tokens=150, temperature=0, ignore_eos=True)
+    second = backend_pb2.PredictOptions(prompt="Hello", tokens=5, temperature=0)
+    threads = [threading.Thread(target=run, args=("first", first))]
+    threads[0].start()
+    wait_until(lambda: status(chat).scheduler.running == 1)
+    threads.append(threading.Thread(target=run, args=("second", second)))
+    threads[1].start()
+
+    wait_until(lambda: status(chat).scheduler.waiting == 1)
+    busy = status(chat)
+    assert busy.state == backend_pb2.StatusResponse.BUSY
+    assert (busy.scheduler.running, busy.scheduler.slots, busy.scheduler.mode) == (1, 1, "sequential")
+    assert busy.memory.total > busy.memory.breakdown["model"] > 50_000_000
+
+    for thread in threads:
+        thread.join(timeout=60)
+    assert finished["first"] < finished["second"], "served in arrival order"
+    idle = status(chat)
+    assert (idle.state, idle.scheduler.running, idle.scheduler.waiting) == (
+        backend_pb2.StatusResponse.READY,
+        0,
+        0,
+    )
+
+
+def test_sigterm_finishes_the_stream_in_flight_then_exits(smollm2_path: Path) -> None:
+    backend = BackendProcess(["--model", str(smollm2_path), "--context-size", "512"]).start()
+    try:
+        backend.wait_ready()
+        with grpc.insecure_channel(backend.address) as channel:
+            request = backend_pb2.PredictOptions(
+                prompt="The ocean", tokens=120, temperature=0, ignore_eos=True
+            )
+            stream = backend_pb2_grpc.BackendStub(channel).PredictStream(request)
+            replies = [next(stream)]
+            assert backend.process is not None
+            backend.process.send_signal(signal.SIGTERM)
+            replies.extend(stream)
+        assert replies[-1].tokens == 120 and replies[-1].finish_reason == "length"
+        assert backend.process.wait(timeout=30) == 0
+    finally:
+        backend.stop()

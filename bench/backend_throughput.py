@@ -66,7 +66,8 @@ def main() -> None:
     console = Console()
     model = ensure_model("smollm2")
 
-    llama = llama_cpp.Llama(str(model), n_ctx=CONTEXT, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+    threads = {"n_threads": args.threads, "n_threads_batch": args.threads}
+    llama = llama_cpp.Llama(str(model), n_ctx=CONTEXT, verbose=False, **threads)
     backend_args = ["--model", str(model), "--context-size", str(CONTEXT), "--threads", str(args.threads)]
     results: dict[str, list[tuple[int, float, float]]] = {"in-process": [], "gRPC backend": []}
     with BackendProcess([*backend_args, "--log-level", "WARNING"]) as backend:
@@ -79,13 +80,15 @@ def main() -> None:
                 results["in-process"].append(in_process_run(llama, args.tokens))
                 console.print(f"round {round_ + 1}/{args.rounds} done", style="dim")
 
-    table = Table(title=f"SmolLM2-135M Q4_1, {args.threads} threads, {args.tokens} tokens, median of {args.rounds}")
+    title = f"SmolLM2-135M Q4_1, {args.threads} threads, {args.tokens} tokens, median of {args.rounds}"
+    table = Table(title=title)
     for column in ("path", "tokens", "tokens/s (end to end)", "tokens/s (after first token)"):
         table.add_column(column, justify="right")
     rates = {}
     for name, runs in results.items():
-        tokens = runs[0][0]
-        assert all(run[0] == tokens == args.tokens for run in runs), f"{name} generated {[r[0] for r in runs]}"
+        tokens = args.tokens
+        counts = [run[0] for run in runs]
+        assert counts == [args.tokens] * len(runs), f"{name} generated {counts} tokens"
         end_to_end = statistics.median(tokens / total for _, total, _ in runs)
         decode = statistics.median((tokens - 1) / after for _, _, after in runs)
         rates[name] = (end_to_end, decode)
@@ -93,7 +96,10 @@ def main() -> None:
     console.print(table)
     ratio = rates["gRPC backend"][0] / rates["in-process"][0]
     ratio_decode = rates["gRPC backend"][1] / rates["in-process"][1]
-    console.print(f"ratio gRPC / in-process: {ratio:.3f} end to end, {ratio_decode:.3f} after the first token (target >= 0.97)")
+    console.print(
+        f"ratio gRPC / in-process: {ratio:.3f} end to end, "
+        f"{ratio_decode:.3f} after the first token (target >= 0.97)"
+    )
 
 
 if __name__ == "__main__":

@@ -206,11 +206,9 @@ class LlamaEngine:
                     break
                 if text:
                     yield chunk(text)
-        tail = ""
-        if not stop_string_reached:  # send what was held back as a possible stop string or partial character
-            tail, stop_string_reached = stops.feed(utf8.decode(b"", final=True))
-            tail += "" if stop_string_reached else stops.flush()
-        yield chunk(tail, "stop" if stop_string_reached else finish)
+        # Send what was held back as a possible stop string. Bytes of a character that the token limit
+        # cut in half stay in the decoder: sending them would show as U+FFFD.
+        yield chunk("" if stop_string_reached else stops.flush(), finish)
 
     def embed(self, text: str) -> list[float]:
         """A normalised embedding of the whole text (mean of token embeddings if the model pools none)."""

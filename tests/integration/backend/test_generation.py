@@ -128,3 +128,11 @@ def test_impossible_sampling_options_name_the_field(chat, options: dict[str, flo
         chat.Predict(chat_request("hi", **options))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in caught.value.details()
+
+
+def test_a_character_cut_by_the_token_limit_is_not_sent_half(chat) -> None:
+    # SmolLM2 answers this with emoji, several tokens each; 32 tokens end inside one.
+    text, replies = streamed(chat, chat_request("Say hello", tokens=32, temperature=0))
+    assert replies[-1].finish_reason == "length"
+    assert "\ufffd" not in text
+    assert text == chat.Predict(chat_request("Say hello", tokens=32, temperature=0)).message.decode()

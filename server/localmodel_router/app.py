@@ -1,0 +1,108 @@
+"""The router's FastAPI app: wiring only (services, routes, error rendering, middleware)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from localmodel import __version__
+from localmodel_router import metrics
+from localmodel_router.admission import Admission
+from localmodel_router.auth import ApiKeys
+from localmodel_router.backends import BackendPool
+from localmodel_router.balancer import LeastOutstanding
+from localmodel_router.deps import Services, require_api_key
+from localmodel_router.disconnect import ClientDisconnectedError
+from localmodel_router.discovery import Discovery
+from localmodel_router.dispatch import Dispatcher
+from localmodel_router.errors import BadRequestError, NotFoundError, RouterError, error_response
+from localmodel_router.middleware import BodyLimit, RequestMetrics
+from localmodel_router.routes import chat, completions, encoding, health, models
+from localmodel_router.serving.chat import ChatService
+from localmodel_router.serving.completions import CompletionService
+from localmodel_router.serving.encoding import EncodingService
+from localmodel_router.settings import RouterSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: RouterSettings, discovery: Discovery) -> FastAPI:
+    pool = BackendPool(settings.connect_timeout_seconds)
+    admission = Admission(
+        settings.max_in_flight_per_model, settings.max_waiting_per_model, settings.queue_timeout_seconds
+    )
+    dispatcher = Dispatcher(
+        pool, LeastOutstanding(), admission, settings.backend_tries, settings.request_timeout_seconds
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await discovery.start()
+        try:
+            yield
+        finally:
+            await discovery.close()
+            await pool.close()
+
+    app = FastAPI(title="localmodel router", version=__version__, lifespan=lifespan)
+    app.state.services = Services(
+        settings=settings,
+        discovery=discovery,
+        api_keys=ApiKeys([key.get_secret_value() for key in settings.api_keys]),
+        chat=ChatService(discovery, dispatcher),
+        completions=CompletionService(discovery, dispatcher),
+        encoding=EncodingService(discovery, dispatcher),
+    )
+    for api in (models.router, chat.router, completions.router, encoding.router):
+        app.include_router(api, dependencies=[Depends(require_api_key)])
+    app.include_router(health.router)
+    _install_error_handlers(app)
+
+    def served_name(asked: str | None) -> str:
+        table = discovery.table()
+        return table.resolve(asked).name if asked in table.names() else metrics.UNKNOWN_MODEL
+
+    # Outermost last: metrics see every request, including the ones the body limit refuses.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestMetrics, served_name=served_name)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves in OpenAI's shape."""
+
+    @app.exception_handler(RouterError)
+    async def router_error(_: Request, error: RouterError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+        location = [str(part) for part in first["loc"] if part != "body"]
+        param = ".".join(location) or None
+        message = f"{param}: {first['msg']}" if param else str(first["msg"])
+        return error_response(BadRequestError(message, param=param))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            return error_response(NotFoundError(f"Not found: {error.detail}"))
+        rendered = RouterError(str(error.detail))
+        body = rendered.body()
+        body["error"]["type"] = "invalid_request_error" if error.status_code < 500 else "server_error"
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(ClientDisconnectedError)
+    async def client_gone(_: Request, __: ClientDisconnectedError) -> Response:
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=error)
+        return error_response(RouterError("The router failed unexpectedly; see its log."))

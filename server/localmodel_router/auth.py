@@ -1,0 +1,35 @@
+"""API keys: `Authorization: Bearer KEY`, checked against SHA-256 digests in constant time.
+
+Only digests are kept in memory, and every configured key is compared on every request, so neither the
+time taken nor a memory dump tells an attacker which key was close.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from localmodel_router.errors import AuthenticationError
+
+
+class ApiKeys:
+    def __init__(self, keys: list[str]) -> None:
+        self._digests = [hashlib.sha256(key.encode()).digest() for key in keys if key]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._digests)
+
+    def check(self, authorization: str | None) -> None:
+        """Raise AuthenticationError unless the header carries a configured key (or keys are off)."""
+        if not self._digests:
+            return
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise AuthenticationError("Missing API key: send `Authorization: Bearer YOUR_KEY`.")
+        digest = hashlib.sha256(key.strip().encode()).digest()
+        matched = False
+        for known in self._digests:  # no early exit: the time does not depend on which key matched
+            matched |= hmac.compare_digest(digest, known)
+        if not matched:
+            raise AuthenticationError("Incorrect API key provided.")

@@ -1,0 +1,37 @@
+"""What routes depend on: the app's services, and the API-key check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from localmodel_router.auth import ApiKeys
+from localmodel_router.discovery import Discovery
+from localmodel_router.serving.chat import ChatService
+from localmodel_router.serving.completions import CompletionService
+from localmodel_router.serving.encoding import EncodingService
+from localmodel_router.settings import RouterSettings
+
+
+@dataclass
+class Services:
+    settings: RouterSettings
+    discovery: Discovery
+    api_keys: ApiKeys
+    chat: ChatService
+    completions: CompletionService
+    encoding: EncodingService
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def require_api_key(request: Request) -> None:
+    services(request).api_keys.check(request.headers.get("authorization"))
+
+
+ServicesDep = Annotated[Services, Depends(services)]

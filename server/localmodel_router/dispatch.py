@@ -1,0 +1,144 @@
+"""Send a request to one of a model's backends: admission, replica choice, retries, accounting.
+
+A request that has not reached a backend (no connection, or UNAVAILABLE before any reply) moves to
+another replica, at most `tries` replicas in all. Once a stream has produced a reply it is never
+replayed: a failure after that ends the stream with an error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel_router import metrics
+from localmodel_router.admission import Admission
+from localmodel_router.backends import BackendPool, BackendUnreachableError, is_unreachable, router_error
+from localmodel_router.balancer import Lease, LeastOutstanding
+from localmodel_router.discovery import ModelRoute
+from localmodel_router.errors import BackendError, OverloadedError
+
+T = TypeVar("T")
+Call = Callable[[backend_pb2_grpc.BackendStub, float], Awaitable[T]]
+
+
+class Dispatcher:
+    def __init__(
+        self, pool: BackendPool, balancer: LeastOutstanding, admission: Admission, tries: int, timeout: float
+    ) -> None:
+        self._pool = pool
+        self._balancer = balancer
+        self._admission = admission
+        self._tries = tries
+        self._timeout = timeout
+
+    async def unary(self, route: ModelRoute, call: Call[T]) -> T:
+        """Run a unary backend call (`call(stub, timeout)`) on a replica, retrying unreachable ones."""
+        async with self._admission.admit(route.name):
+            with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
+                tried: set[str] = set()
+                while True:
+                    lease = self._lease(route, tried)
+                    try:
+                        return await call(await self._pool.stub(lease.address), self._timeout)
+                    except BackendUnreachableError:
+                        self._retry_or_raise(route, tried, lease, None)
+                    except grpc.aio.AioRpcError as error:
+                        if not is_unreachable(error):
+                            raise self._failed(route, error) from error
+                        self._retry_or_raise(route, tried, lease, error)
+                    finally:
+                        lease.release()
+
+    async def stream(
+        self, route: ModelRoute, request: backend_pb2.PredictOptions
+    ) -> AsyncIterator[backend_pb2.Reply]:
+        """PredictStream on a replica; leaving the loop early cancels the backend call (generation stops)."""
+        async with self._admission.admit(route.name):
+            with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
+                started = time.perf_counter()
+                call, lease, first = await self._open_stream(route, request)
+                try:
+                    metrics.TIME_TO_FIRST_TOKEN_SECONDS.labels(route.name).observe(
+                        time.perf_counter() - started
+                    )
+                    last = first
+                    yield first
+                    while (reply := await call.read()) is not grpc.aio.EOF:
+                        last = reply
+                        yield reply
+                    self._count_tokens(route, last)
+                except grpc.aio.AioRpcError as error:
+                    raise self._failed(route, error) from error
+                finally:
+                    call.cancel()  # a no-op when the stream ended; stops generation when the client left
+                    lease.release()
+
+    async def _open_stream(
+        self, route: ModelRoute, request: backend_pb2.PredictOptions
+    ) -> tuple[Any, Lease, backend_pb2.Reply]:
+        """A stream whose first reply has arrived, so that nothing sent to the client can need replaying."""
+        tried: set[str] = set()
+        while True:
+            lease = self._lease(route, tried)
+            call = None
+            try:
+                call = (await self._pool.stub(lease.address)).PredictStream(request, timeout=self._timeout)
+                first = await call.read()
+            except BackendUnreachableError:
+                lease.release()
+                self._retry_or_raise(route, tried, lease, None)
+                continue
+            except grpc.aio.AioRpcError as error:
+                lease.release()
+                if not is_unreachable(error):
+                    raise self._failed(route, error) from error
+                self._retry_or_raise(route, tried, lease, error)
+                continue
+            except BaseException:  # cancelled (the client left while we waited): stop the backend too
+                if call is not None:
+                    call.cancel()
+                lease.release()
+                raise
+            if first is grpc.aio.EOF:
+                lease.release()
+                raise BackendError(f"model '{route.name}': the backend ended the stream without a reply")
+            return call, lease, first
+
+    def count_reply(self, route: ModelRoute, reply: backend_pb2.Reply) -> None:
+        """Account a finished unary generation's tokens."""
+        self._count_tokens(route, reply)
+
+    def _lease(self, route: ModelRoute, tried: set[str]) -> Lease:
+        lease = self._balancer.acquire(route.endpoints, exclude=tried)
+        if lease is None:
+            reason = (
+                "no backend is ready"
+                if not route.endpoints
+                else f"{len(tried)} backends could not be reached"
+            )
+            raise OverloadedError(f"model '{route.name}': {reason}; retry later", retry_after=5)
+        return lease
+
+    def _retry_or_raise(
+        self, route: ModelRoute, tried: set[str], lease: Lease, error: grpc.aio.AioRpcError | None
+    ) -> None:
+        tried.add(lease.address)
+        metrics.BACKEND_ERRORS.labels(route.name, "UNAVAILABLE").inc()
+        if len(tried) >= self._tries or len(tried) >= len(route.endpoints):
+            if error is not None:
+                raise router_error(error, route.name) from error
+            raise BackendError(f"model '{route.name}': no backend could be reached", retry_after=1)
+        metrics.RETRIES.labels(route.name).inc()
+
+    def _failed(self, route: ModelRoute, error: grpc.aio.AioRpcError) -> Exception:
+        metrics.BACKEND_ERRORS.labels(route.name, error.code().name).inc()
+        return router_error(error, route.name)
+
+    @staticmethod
+    def _count_tokens(route: ModelRoute, reply: backend_pb2.Reply) -> None:
+        metrics.PROMPT_TOKENS.labels(route.name).inc(reply.prompt_tokens)
+        metrics.GENERATED_TOKENS.labels(route.name).inc(reply.tokens)

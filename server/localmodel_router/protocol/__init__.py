@@ -1,0 +1,1 @@
+"""OpenAI request and response bodies, one module per endpoint family (named `protocol`, as vLLM does)."""

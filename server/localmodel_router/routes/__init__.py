@@ -1,0 +1,1 @@
+"""Thin APIRouters: parse, call one service method, pick the response type."""

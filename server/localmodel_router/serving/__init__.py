@@ -1,0 +1,1 @@
+"""What each endpoint family does between parsing the request and rendering the response."""

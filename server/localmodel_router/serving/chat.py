@@ -1,0 +1,111 @@
+"""Chat completions: translate, dispatch to a backend, shape the answer or the stream of chunks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from localmodel_router import translate
+from localmodel_router.discovery import Discovery
+from localmodel_router.dispatch import Dispatcher
+from localmodel_router.protocol.chat import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+    ToolCallDelta,
+)
+from localmodel_router.protocol.common import FinishReason, new_id, now, usage
+from localmodel_router.streaming import event
+
+if TYPE_CHECKING:
+    from localmodel.wire import backend_pb2
+
+
+class ChatService:
+    def __init__(self, discovery: Discovery, dispatcher: Dispatcher) -> None:
+        self._discovery = discovery
+        self._dispatcher = dispatcher
+
+    async def complete(self, request: ChatCompletionRequest) -> ChatCompletion:
+        route = self._discovery.table().resolve(request.model)
+        options, tool_use = translate.chat_options(request, route)
+        reply: backend_pb2.Reply = await self._dispatcher.unary(
+            route, lambda stub, timeout: stub.Predict(options, timeout=timeout)
+        )
+        self._dispatcher.count_reply(route, reply)
+        text = reply.message.decode("utf-8", "replace")
+        calls = translate.tool_calls(text, tool_use) if tool_use else None
+        finish: FinishReason = "tool_calls" if calls else translate.finish_reason(reply)
+        return ChatCompletion(
+            id=new_id("chatcmpl"),
+            created=now(),
+            model=request.model,
+            choices=[
+                ChatChoice(
+                    message=AssistantMessage(content=None if calls else text, tool_calls=calls),
+                    finish_reason=finish,
+                )
+            ],
+            usage=usage(reply.prompt_tokens, reply.tokens),
+        )
+
+    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[str]:
+        """SSE events; the backend stream is open (errors raised here) before the first event is made."""
+        route = self._discovery.table().resolve(request.model)
+        options, tool_use = translate.chat_options(request, route)
+        replies = self._dispatcher.stream(route, options)
+        first = await anext(replies)
+        return self._events(request, first, replies, tool_use)
+
+    async def _events(
+        self,
+        request: ChatCompletionRequest,
+        first: backend_pb2.Reply,
+        replies: AsyncIterator[backend_pb2.Reply],
+        tool_use: translate.ToolUse | None,
+    ) -> AsyncIterator[str]:
+        completion_id, created = new_id("chatcmpl"), now()
+
+        def chunk(delta: ChatDelta, finish: FinishReason | None = None) -> str:
+            choice = ChatChunkChoice(delta=delta, finish_reason=finish)
+            return event(
+                ChatCompletionChunk(id=completion_id, created=created, model=request.model, choices=[choice])
+            )
+
+        yield chunk(ChatDelta(role="assistant", content=""))
+        last, text = first, [first.message.decode("utf-8", "replace")]
+        if tool_use is None and text[0]:
+            yield chunk(ChatDelta(content=text[0]))
+        async for reply in replies:
+            last = reply
+            piece = reply.message.decode("utf-8", "replace")
+            if tool_use is not None:
+                text.append(piece)  # a tool call can only be parsed whole
+            elif piece:
+                yield chunk(ChatDelta(content=piece))
+
+        finish: FinishReason = translate.finish_reason(last)
+        if tool_use is not None:
+            answer = "".join(text)
+            calls = translate.tool_calls(answer, tool_use)
+            if calls:
+                deltas = [ToolCallDelta(index=i, id=c.id, function=c.function) for i, c in enumerate(calls)]
+                yield chunk(ChatDelta(tool_calls=deltas))
+                finish = "tool_calls"
+            elif answer:
+                yield chunk(ChatDelta(content=answer))
+        yield chunk(ChatDelta(), finish)
+        if request.stream_options and request.stream_options.include_usage:
+            yield event(
+                ChatCompletionChunk(
+                    id=completion_id,
+                    created=created,
+                    model=request.model,
+                    choices=[],
+                    usage=usage(last.prompt_tokens, last.tokens),
+                )
+            )

@@ -1,0 +1,102 @@
+"""Text completions: one backend generation per prompt."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from localmodel_router import translate
+from localmodel_router.discovery import Discovery, ModelRoute
+from localmodel_router.dispatch import Dispatcher
+from localmodel_router.protocol.common import FinishReason, new_id, now, usage
+from localmodel_router.protocol.completions import Completion, CompletionChoice, CompletionRequest
+from localmodel_router.streaming import event
+
+if TYPE_CHECKING:
+    from localmodel.wire import backend_pb2
+
+
+class CompletionService:
+    def __init__(self, discovery: Discovery, dispatcher: Dispatcher) -> None:
+        self._discovery = discovery
+        self._dispatcher = dispatcher
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        route = self._discovery.table().resolve(request.model)
+        options = [
+            translate.completion_options(request, p, route) for p in translate.completion_prompts(request)
+        ]
+        replies = await asyncio.gather(*(self._predict(route, o) for o in options))
+        choices = [
+            CompletionChoice(
+                index=i, text=r.message.decode("utf-8", "replace"), finish_reason=translate.finish_reason(r)
+            )
+            for i, r in enumerate(replies)
+        ]
+        prompt_tokens = sum(r.prompt_tokens for r in replies)
+        return Completion(
+            id=new_id("cmpl"),
+            created=now(),
+            model=request.model,
+            choices=choices,
+            usage=usage(prompt_tokens, sum(r.tokens for r in replies)),
+        )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[str]:
+        """SSE events for each prompt in turn; the first backend stream is open before any event."""
+        route = self._discovery.table().resolve(request.model)
+        options = [
+            translate.completion_options(request, p, route) for p in translate.completion_prompts(request)
+        ]
+        first_replies = self._dispatcher.stream(route, options[0])
+        first = await anext(first_replies)
+        return self._events(request, route, options, first, first_replies)
+
+    async def _events(
+        self,
+        request: CompletionRequest,
+        route: ModelRoute,
+        options: list[backend_pb2.PredictOptions],
+        first: backend_pb2.Reply,
+        first_replies: AsyncIterator[backend_pb2.Reply],
+    ) -> AsyncIterator[str]:
+        completion_id, created = new_id("cmpl"), now()
+        prompt_tokens = completion_tokens = 0
+
+        def chunk(index: int, text: str, finish: FinishReason | None = None) -> str:
+            choice = CompletionChoice(index=index, text=text, finish_reason=finish)
+            return event(Completion(id=completion_id, created=created, model=request.model, choices=[choice]))
+
+        for index, prompt_options in enumerate(options):
+            replies = first_replies if index == 0 else self._dispatcher.stream(route, prompt_options)
+            last = None
+            if index == 0:
+                last = first
+                if first.message:
+                    yield chunk(0, first.message.decode("utf-8", "replace"))
+            async for reply in replies:
+                last = reply
+                if reply.message:
+                    yield chunk(index, reply.message.decode("utf-8", "replace"))
+            assert last is not None
+            yield chunk(index, "", translate.finish_reason(last))
+            prompt_tokens += last.prompt_tokens
+            completion_tokens += last.tokens
+        if request.stream_options and request.stream_options.include_usage:
+            yield event(
+                Completion(
+                    id=completion_id,
+                    created=created,
+                    model=request.model,
+                    choices=[],
+                    usage=usage(prompt_tokens, completion_tokens),
+                )
+            )
+
+    async def _predict(self, route: ModelRoute, options: backend_pb2.PredictOptions) -> backend_pb2.Reply:
+        reply: backend_pb2.Reply = await self._dispatcher.unary(
+            route, lambda stub, timeout: stub.Predict(options, timeout=timeout)
+        )
+        self._dispatcher.count_reply(route, reply)
+        return reply

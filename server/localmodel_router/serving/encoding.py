@@ -1,0 +1,90 @@
+"""Calls that read text without generating: embeddings, rerank, tokenize."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+from typing import TYPE_CHECKING
+
+from localmodel_router import translate
+from localmodel_router.discovery import Discovery, ModelRoute
+from localmodel_router.dispatch import Dispatcher
+from localmodel_router.errors import BadRequestError
+from localmodel_router.protocol.common import usage
+from localmodel_router.protocol.embeddings import Embedding, EmbeddingList, EmbeddingRequest
+from localmodel_router.protocol.rerank import (
+    RerankDocument,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    RerankUsage,
+)
+from localmodel_router.protocol.tokenization import TokenizeRequest, TokenizeResponse
+
+if TYPE_CHECKING:
+    from localmodel.wire import backend_pb2
+
+
+class EncodingService:
+    def __init__(self, discovery: Discovery, dispatcher: Dispatcher) -> None:
+        self._discovery = discovery
+        self._dispatcher = dispatcher
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingList:
+        route = self._discovery.table().resolve(request.model)
+        if request.dimensions is not None:
+            raise BadRequestError(
+                "dimensions: not supported; the model's own size is returned", param="dimensions"
+            )
+        inputs = translate.embedding_requests(request.input)
+
+        async def one(options: backend_pb2.PredictOptions) -> tuple[list[float], int]:
+            result, tokens = await asyncio.gather(
+                self._dispatcher.unary(route, lambda stub, t: stub.Embedding(options, timeout=t)),
+                self._token_count(route, options),
+            )
+            return list(result.embeddings), tokens
+
+        results = await asyncio.gather(*(one(options) for options in inputs))
+        data = [
+            Embedding(index=i, embedding=_encode(vector, request.encoding_format))
+            for i, (vector, _) in enumerate(results)
+        ]
+        return EmbeddingList(data=data, model=request.model, usage=usage(sum(n for _, n in results)))
+
+    async def rerank(self, request: RerankRequest) -> RerankResponse:
+        route = self._discovery.table().resolve(request.model)
+        options = translate.rerank_request(request)
+        result = await self._dispatcher.unary(route, lambda stub, t: stub.Rerank(options, timeout=t))
+        results = [
+            RerankResult(
+                index=r.index,
+                relevance_score=r.relevance_score,
+                document=RerankDocument(text=request.documents[r.index])
+                if request.return_documents
+                else None,
+            )
+            for r in sorted(result.results, key=lambda r: r.relevance_score, reverse=True)
+        ][: request.top_n]
+        tokens = RerankUsage(prompt_tokens=result.usage.prompt_tokens, total_tokens=result.usage.total_tokens)
+        return RerankResponse(model=request.model, results=results, usage=tokens)
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResponse:
+        route = self._discovery.table().resolve(request.model)
+        options = translate.tokenize_request(request.text)
+        result = await self._dispatcher.unary(route, lambda stub, t: stub.TokenizeString(options, timeout=t))
+        return TokenizeResponse(tokens=list(result.tokens), count=len(result.tokens))
+
+    async def _token_count(self, route: ModelRoute, options: backend_pb2.PredictOptions) -> int:
+        if options.embedding_tokens:
+            return len(options.embedding_tokens)
+        tokenize = translate.tokenize_request(options.embeddings)
+        result = await self._dispatcher.unary(route, lambda stub, t: stub.TokenizeString(tokenize, timeout=t))
+        return int(result.length)
+
+
+def _encode(vector: list[float], encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":  # little-endian float32, as OpenAI sends it
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector

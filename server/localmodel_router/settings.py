@@ -1,0 +1,50 @@
+"""Router settings: from flags, `LOCALMODEL_ROUTER_*` environment variables, and a YAML config file."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StaticModel(BaseModel):
+    """One model served by fixed backend addresses (static discovery)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, description="the name clients send as `model`")
+    aliases: list[str] = Field(default_factory=list, description="other names that route to this model")
+    endpoints: list[str] = Field(min_length=1, description="backend gRPC addresses, host:port")
+    max_tokens: int | None = Field(
+        default=None, alias="maxTokens", gt=0, description="cap on tokens generated per request; None: no cap"
+    )
+
+
+class RouterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOCALMODEL_ROUTER_", extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8080, ge=0, le=65535)
+    models: list[StaticModel] = Field(default_factory=list, description="static routes (static discovery)")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="accepted `Authorization: Bearer` keys; empty: no authentication"
+    )
+    # Limits. Chat histories with long documents are a few MB at most; larger bodies are mistakes or abuse.
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="largest request body, bytes")
+    request_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="deadline for one backend call, streams included"
+    )
+    max_in_flight_per_model: int = Field(
+        default=64, gt=0, description="requests sent to one model's backends at once; more wait"
+    )
+    max_waiting_per_model: int = Field(
+        default=256, ge=0, description="requests that may wait for a model; more are refused with 429"
+    )
+    queue_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="longest wait for a free place before 503 with Retry-After"
+    )
+    backend_tries: int = Field(
+        default=3, ge=1, description="replicas tried when a backend cannot be reached before any byte is sent"
+    )
+    connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="how long to wait for a backend connection before trying another"
+    )

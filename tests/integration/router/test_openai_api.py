@@ -1,0 +1,195 @@
+"""The router driven by the official openai client, over real backends serving real GGUF models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import openai
+import pytest
+
+from tests.support.router import RouterProcess
+
+HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
+
+
+def test_models_lists_served_names_and_aliases(router: RouterProcess) -> None:
+    client = router.client()
+    names = {model.id for model in client.models.list()}
+    assert {"smollm2", "gpt-4o-mini", "gemma3", "smollm2-embed", "flaky"} <= names
+    assert client.models.retrieve("gemma3").owned_by == "localmodel"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+
+
+def test_chat_stream_joins_to_the_answer_and_reports_usage(router: RouterProcess) -> None:
+    client = router.client()
+    options = {"model": "smollm2", "messages": HELLO, "temperature": 0, "max_tokens": 40}
+    answer = client.chat.completions.create(**options)
+    text = answer.choices[0].message.content
+    assert text and answer.choices[0].finish_reason in ("stop", "length")
+    assert answer.usage.completion_tokens > 0 and answer.usage.prompt_tokens > 0
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+
+    chunks = list(
+        client.chat.completions.create(**options, stream=True, stream_options={"include_usage": True})
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    deltas = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    assert "".join(deltas) == text
+    assert len(deltas) > 3, "the answer should arrive in pieces"
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert [c.choices[0].finish_reason for c in finishing] == [answer.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == answer.usage.completion_tokens
+
+
+def test_async_client_streams_too(router: RouterProcess) -> None:
+    async def run() -> tuple[str, str]:
+        client = router.async_client()
+        options = {"model": "smollm2", "messages": HELLO, "temperature": 0, "max_tokens": 24}
+        answer = await client.chat.completions.create(**options)
+        stream = await client.chat.completions.create(**options, stream=True)
+        pieces = [chunk.choices[0].delta.content or "" async for chunk in stream]
+        return answer.choices[0].message.content or "", "".join(pieces)
+
+    answer, streamed = asyncio.run(run())
+    assert answer and streamed == answer
+
+
+def test_alias_routes_to_its_model(router: RouterProcess) -> None:
+    client = router.client()
+    options = {"messages": HELLO, "temperature": 0, "max_tokens": 16}
+    direct = client.chat.completions.create(model="smollm2", **options)
+    aliased = client.chat.completions.create(model="gpt-4o-mini", **options)
+    assert aliased.choices[0].message.content == direct.choices[0].message.content
+    assert aliased.model == "gpt-4o-mini"  # answered under the name asked for, as OpenAI does
+
+
+def test_two_models_are_routed_by_name(router: RouterProcess) -> None:
+    client = router.client()
+    prompt = "The capital of France is"
+    smol = client.completions.create(model="smollm2", prompt=prompt, max_tokens=12, temperature=0)
+    gemma = client.completions.create(model="gemma3", prompt=prompt, max_tokens=12, temperature=0)
+    assert smol.choices[0].text and gemma.choices[0].text
+    assert smol.choices[0].text != gemma.choices[0].text, "two different models answer differently"
+    # Gemma-3-270M here is a base model without a chat template: chat is refused clearly.
+    with pytest.raises(openai.BadRequestError, match="chat template"):
+        client.chat.completions.create(model="gemma3", messages=HELLO, max_tokens=4)
+
+
+def test_completions_with_several_prompts_and_streaming(router: RouterProcess) -> None:
+    client = router.client()
+    many = client.completions.create(
+        model="smollm2", prompt=["One, two,", "Red, green,"], max_tokens=6, temperature=0
+    )
+    assert [c.index for c in many.choices] == [0, 1] and all(c.text for c in many.choices)
+    single = client.completions.create(model="smollm2", prompt="One, two,", max_tokens=6, temperature=0)
+    assert single.choices[0].text == many.choices[0].text
+    streamed = client.completions.create(
+        model="smollm2", prompt="One, two,", max_tokens=6, temperature=0, stream=True
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == single.choices[0].text
+
+
+def test_embeddings_in_a_batch(router: RouterProcess) -> None:
+    client = router.client()
+    texts = ["The cat sat on the mat.", "A kitten sat on the rug.", "Tax returns are due in April."]
+    # The SDK asks for base64 by default and decodes it; ask for floats too.
+    for encoding_format in ("base64", "float"):
+        result = client.embeddings.create(model="smollm2-embed", input=texts, encoding_format=encoding_format)
+        if encoding_format == "base64":
+            assert all(isinstance(item.embedding, str) for item in result.data)
+            continue
+        vectors = [item.embedding for item in result.data]
+        assert [item.index for item in result.data] == [0, 1, 2]
+        assert all(len(v) == 576 for v in vectors)
+        assert result.usage.prompt_tokens > 10
+
+        def cosine(a: list[float], b: list[float]) -> float:
+            return sum(x * y for x, y in zip(a, b, strict=True))
+
+        assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
+    default = client.embeddings.create(model="smollm2-embed", input="hello")  # SDK decodes base64 itself
+    assert len(default.data[0].embedding) == 576
+
+
+def test_tokenize(router: RouterProcess) -> None:
+    import httpx
+
+    reply = httpx.post(f"{router.url}/v1/tokenize", json={"model": "smollm2", "content": "Hello world"})
+    assert reply.status_code == 200 and reply.json() == {"tokens": [19556, 905], "count": 2}
+
+
+def test_json_mode_returns_parseable_json(router: RouterProcess) -> None:
+    client = router.client()
+    answer = client.chat.completions.create(
+        model="smollm2",
+        messages=[
+            {"role": "user", "content": "Give the color of the sky as a JSON object with one key, color."}
+        ],
+        response_format={"type": "json_object"},
+        max_tokens=100,
+        temperature=0,
+    )
+    assert answer.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(answer.choices[0].message.content), dict)
+
+
+def test_json_schema_output_matches_the_schema(router: RouterProcess) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    answer = router.client().chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Name a big city and its population."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+        max_tokens=60,
+        temperature=0,
+    )
+    document = json.loads(answer.choices[0].message.content)
+    assert set(document) == {"city", "population"} and isinstance(document["population"], int)
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 30}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_tool_call_is_parsed_by_the_client(router: RouterProcess, stream: bool) -> None:
+    options = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [WEATHER_TOOL],
+        "tool_choice": "required",
+        "max_tokens": 60,
+        "temperature": 0,
+    }
+    client = router.client()
+    if stream:
+        chunks = list(client.chat.completions.create(**options, stream=True))
+        calls = [call for c in chunks if c.choices for call in (c.choices[0].delta.tool_calls or [])]
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        name, arguments = calls[0].function.name, calls[0].function.arguments
+    else:
+        message = client.chat.completions.create(**options).choices[0]
+        finish = [message.finish_reason]
+        name, arguments = (
+            message.message.tool_calls[0].function.name,
+            message.message.tool_calls[0].function.arguments,
+        )
+    assert finish == ["tool_calls"]
+    assert name == "get_weather"
+    assert isinstance(json.loads(arguments)["city"], str)

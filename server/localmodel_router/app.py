@@ -51,16 +51,19 @@ def create_app(settings: RouterSettings, discovery: Discovery) -> FastAPI:
             await pool.close()
 
     app = FastAPI(title="localmodel router", version=__version__, lifespan=lifespan)
+    api_keys = ApiKeys([key.get_secret_value() for key in settings.api_keys])
     app.state.services = Services(
         settings=settings,
         discovery=discovery,
-        api_keys=ApiKeys([key.get_secret_value() for key in settings.api_keys]),
+        api_keys=api_keys,
         chat=ChatService(discovery, dispatcher),
         completions=CompletionService(discovery, dispatcher),
         encoding=EncodingService(discovery, dispatcher),
     )
+    # Without keys there is nothing to check: no dependency at all, rather than one that returns at once.
+    dependencies = [Depends(require_api_key)] if api_keys.enabled else []
     for api in (models.router, chat.router, completions.router, encoding.router):
-        app.include_router(api, dependencies=[Depends(require_api_key)])
+        app.include_router(api, dependencies=dependencies)
     app.include_router(health.router)
     _install_error_handlers(app)
 

@@ -15,5 +15,5 @@ if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null; then
     echo "[setup] installing llama-cpp-python: the first install compiles llama.cpp (about 5.5 minutes on 2 cores)"
 fi
 .venv/bin/python -m pip install --progress-bar on -e '.[dev]'
-.venv/bin/python scripts/test_models.py smollm2 >/dev/null
+.venv/bin/python scripts/test_models.py smollm2 gemma3 >/dev/null
 echo "[setup] ready: .venv (localmodel $(.venv/bin/localmodel --version | cut -d' ' -f2)) and .models/"

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from localmodel_router.__main__ import build_parser, settings_from
+
+CONFIG = """
+models:
+  - name: smollm2
+    aliases: [gpt-4o-mini]
+    endpoints: ["127.0.0.1:50051", "127.0.0.1:50052"]
+    maxTokens: 1024
+api_keys: ["sk-local-1"]
+max_in_flight_per_model: 8
+"""
+
+
+def parse(*argv: str):  # type: ignore[no-untyped-def]
+    return settings_from(build_parser("test").parse_args(list(argv)))
+
+
+def test_config_file_then_flags(tmp_path: Path) -> None:
+    config = tmp_path / "router.yaml"
+    config.write_text(CONFIG)
+    settings = parse(
+        "--config", str(config), "--model", "gemma=h:1,h:2", "--alias", "g=gemma", "--port", "9000"
+    )
+    smol, gemma = settings.models
+    assert (smol.name, smol.aliases, smol.max_tokens) == ("smollm2", ["gpt-4o-mini"], 1024)
+    assert (gemma.endpoints, gemma.aliases) == (["h:1", "h:2"], ["g"])
+    assert settings.port == 9000 and settings.max_in_flight_per_model == 8
+    assert [key.get_secret_value() for key in settings.api_keys] == ["sk-local-1"]
+
+
+def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALMODEL_ROUTER_REQUEST_TIMEOUT_SECONDS", "12.5")
+    assert parse("--model", "m=h:1").request_timeout_seconds == 12.5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "nothing"], "NAME=HOST:PORT"),
+        (["--model", "m=h:1", "--alias", "a=other"], "no model named 'other'"),
+    ],
+)
+def test_bad_flags_say_what_is_expected(argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        parse(*argv)
+
+
+def test_bad_config_values_are_rejected(tmp_path: Path) -> None:
+    config = tmp_path / "router.yaml"
+    config.write_text("models: [{name: m, endpoints: []}]\nport: -1\n")
+    with pytest.raises(ValidationError) as caught:
+        parse("--config", str(config))
+    assert "endpoints" in str(caught.value) and "port" in str(caught.value)

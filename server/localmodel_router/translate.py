@@ -12,7 +12,7 @@ from localmodel_router import grammar
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.errors import BadRequestError
 from localmodel_router.protocol.chat import ChatCompletionRequest, ChatMessage, FunctionCall, ToolCall
-from localmodel_router.protocol.common import FinishReason
+from localmodel_router.protocol.common import FinishReason, GenerationRequest
 from localmodel_router.protocol.completions import CompletionRequest
 from localmodel_router.protocol.rerank import RerankRequest
 
@@ -131,7 +131,7 @@ def finish_reason(reply: backend_pb2.Reply) -> FinishReason:
 
 
 def _sampling(
-    request: ChatCompletionRequest | CompletionRequest, route: ModelRoute, limit: int | None, param: str
+    request: GenerationRequest, route: ModelRoute, limit: int | None, param: str
 ) -> backend_pb2.PredictOptions:
     stop = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
     return backend_pb2.PredictOptions(

@@ -6,15 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from localmodel_router.protocol.common import (
-    FinishReason,
-    OpenAIRequest,
-    Penalty,
-    StreamOptions,
-    Temperature,
-    TopP,
-    Usage,
-)
+from localmodel_router.protocol.common import FinishReason, GenerationRequest, Usage
 
 
 class ContentPart(BaseModel):
@@ -78,26 +70,15 @@ class ResponseFormat(BaseModel):
         return self
 
 
-class ChatCompletionRequest(OpenAIRequest):
-    model: str
+class ChatCompletionRequest(GenerationRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Temperature
-    top_p: float | None = TopP
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    presence_penalty: float | None = Penalty
-    frequency_penalty: float | None = Penalty
-    n: int = Field(default=1, ge=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    user: str | None = None  # accepted and ignored, as the issue asks
 
 
 class AssistantMessage(BaseModel):

@@ -18,6 +18,27 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+Temperature = Field(default=None, ge=0, le=2)
+TopP = Field(default=None, ge=0, le=1)
+Penalty = Field(default=None, ge=-2, le=2)
+
+
+class GenerationRequest(OpenAIRequest):
+    """The fields chat and text completions share."""
+
+    model: str
+    temperature: float | None = Temperature
+    top_p: float | None = TopP
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    presence_penalty: float | None = Penalty
+    frequency_penalty: float | None = Penalty
+    n: int = Field(default=1, ge=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None  # accepted and ignored
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int = 0
@@ -41,7 +62,3 @@ def now() -> int:
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-
-Temperature = Field(default=None, ge=0, le=2)
-TopP = Field(default=None, ge=0, le=1)
-Penalty = Field(default=None, ge=-2, le=2)

@@ -6,35 +6,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from localmodel_router.protocol.common import (
-    FinishReason,
-    OpenAIRequest,
-    Penalty,
-    StreamOptions,
-    Temperature,
-    TopP,
-    Usage,
-)
+from localmodel_router.protocol.common import FinishReason, GenerationRequest, Usage
 
 
-class CompletionRequest(OpenAIRequest):
-    model: str
+class CompletionRequest(GenerationRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's default for this API
-    temperature: float | None = Temperature
-    top_p: float | None = TopP
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    presence_penalty: float | None = Penalty
-    frequency_penalty: float | None = Penalty
-    n: int = Field(default=1, ge=1)
     best_of: int | None = Field(default=None, ge=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=5)
     suffix: str | None = None
-    user: str | None = None
 
 
 class CompletionChoice(BaseModel):

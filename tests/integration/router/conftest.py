@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from localmodel_llamacpp.process import BackendProcess, free_port
-from scripts.test_models import ensure_model
+from tests.support.models import require_model
 from tests.support.router import RouterProcess
 
 GEMMA_MAX_TOKENS = 64
@@ -16,10 +16,7 @@ GEMMA_MAX_TOKENS = 64
 
 @pytest.fixture(scope="session")
 def gemma_backend() -> Iterator[BackendProcess]:
-    try:
-        model = ensure_model("gemma3")
-    except Exception as error:
-        pytest.fail(f"the Gemma-3-270M test model is not available ({error}); run `bash scripts/setup.sh`")
+    model = require_model("gemma3")
     with BackendProcess(["--model", str(model), "--context-size", "1024"]) as backend:
         backend.wait_ready()
         yield backend

@@ -10,7 +10,7 @@ import llama_cpp
 import pytest
 
 from localmodel_router import grammar
-from scripts.test_models import ensure_model
+from tests.support.models import require_model
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -30,11 +30,7 @@ TOOLS: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="module")
 def vocab() -> Iterator[Any]:
-    try:
-        path = ensure_model("smollm2")
-    except Exception as error:
-        pytest.fail(f"the SmolLM2 test model is not available ({error}); run `bash scripts/setup.sh`")
-    model = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+    model = llama_cpp.Llama(str(require_model("smollm2")), vocab_only=True, verbose=False)
     yield llama_cpp.llama_model_get_vocab(model.model)
 
 

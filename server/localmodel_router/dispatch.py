@@ -39,28 +39,32 @@ class Dispatcher:
         """Run a unary backend call (`call(stub, timeout)`) on a replica, retrying unreachable ones."""
         async with self._admission.admit(route.name):
             with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
-                tried: set[str] = set()
-                while True:
-                    lease = self._lease(route, tried)
-                    try:
-                        return await call(await self._pool.stub(lease.address), self._timeout)
-                    except BackendUnreachableError:
-                        self._retry_or_raise(route, tried, lease, None)
-                    except grpc.aio.AioRpcError as error:
-                        if not is_unreachable(error):
-                            raise self._failed(route, error) from error
-                        self._retry_or_raise(route, tried, lease, error)
-                    finally:
-                        lease.release()
+                timeout = self._timeout
+                result, lease = await self._on_reachable_replica(route, lambda stub: call(stub, timeout))
+                lease.release()
+                return result
 
     async def stream(
         self, route: ModelRoute, request: backend_pb2.PredictOptions
     ) -> AsyncIterator[backend_pb2.Reply]:
         """PredictStream on a replica; leaving the loop early cancels the backend call (generation stops)."""
+
+        async def open_stream(stub: backend_pb2_grpc.BackendStub) -> tuple[Any, backend_pb2.Reply]:
+            # Wait for the first reply here, so that nothing sent to the client can ever need replaying.
+            call = stub.PredictStream(request, timeout=self._timeout)
+            try:
+                first = await call.read()
+            except BaseException:  # also when cancelled: the client left while we waited
+                call.cancel()
+                raise
+            if first is grpc.aio.EOF:
+                raise BackendError(f"model '{route.name}': the backend ended the stream without a reply")
+            return call, first
+
         async with self._admission.admit(route.name):
             with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
                 started = time.perf_counter()
-                call, lease, first = await self._open_stream(route, request)
+                (call, first), lease = await self._on_reachable_replica(route, open_stream)
                 try:
                     metrics.TIME_TO_FIRST_TOKEN_SECONDS.labels(route.name).observe(
                         time.perf_counter() - started
@@ -77,36 +81,27 @@ class Dispatcher:
                     call.cancel()  # a no-op when the stream ended; stops generation when the client left
                     lease.release()
 
-    async def _open_stream(
-        self, route: ModelRoute, request: backend_pb2.PredictOptions
-    ) -> tuple[Any, Lease, backend_pb2.Reply]:
-        """A stream whose first reply has arrived, so that nothing sent to the client can need replaying."""
+    async def _on_reachable_replica(
+        self, route: ModelRoute, attempt: Callable[[backend_pb2_grpc.BackendStub], Awaitable[T]]
+    ) -> tuple[T, Lease]:
+        """`attempt` on the best replica, moving on while replicas cannot be reached; the caller releases
+        the returned lease."""
         tried: set[str] = set()
         while True:
             lease = self._lease(route, tried)
-            call = None
             try:
-                call = (await self._pool.stub(lease.address)).PredictStream(request, timeout=self._timeout)
-                first = await call.read()
+                return await attempt(await self._pool.stub(lease.address)), lease
             except BackendUnreachableError:
                 lease.release()
                 self._retry_or_raise(route, tried, lease, None)
-                continue
             except grpc.aio.AioRpcError as error:
                 lease.release()
                 if not is_unreachable(error):
                     raise self._failed(route, error) from error
                 self._retry_or_raise(route, tried, lease, error)
-                continue
-            except BaseException:  # cancelled (the client left while we waited): stop the backend too
-                if call is not None:
-                    call.cancel()
+            except BaseException:
                 lease.release()
                 raise
-            if first is grpc.aio.EOF:
-                lease.release()
-                raise BackendError(f"model '{route.name}': the backend ended the stream without a reply")
-            return call, lease, first
 
     def count_reply(self, route: ModelRoute, reply: backend_pb2.Reply) -> None:
         """Account a finished unary generation's tokens."""

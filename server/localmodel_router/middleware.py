@@ -13,7 +13,11 @@ from localmodel_router.errors import RequestTooLargeError, error_response
 
 
 class BodyLimit:
-    """413 for bodies over the limit: at once when Content-Length says so, else as the bytes arrive."""
+    """413 for bodies over the limit: at once when Content-Length says so, else as the bytes arrive.
+
+    Starlette's own limiter answers in plain text from inside its middleware; ours raises the router's
+    error, so the client gets OpenAI's error object like for every other error.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app

@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from localmodel_router import translate
-from localmodel_router.discovery import Discovery
-from localmodel_router.dispatch import Dispatcher
 from localmodel_router.protocol.chat import (
     AssistantMessage,
     ChatChoice,
@@ -19,17 +17,14 @@ from localmodel_router.protocol.chat import (
     ToolCallDelta,
 )
 from localmodel_router.protocol.common import FinishReason, new_id, now, usage
+from localmodel_router.serving import Service
 from localmodel_router.streaming import event
 
 if TYPE_CHECKING:
     from localmodel.wire import backend_pb2
 
 
-class ChatService:
-    def __init__(self, discovery: Discovery, dispatcher: Dispatcher) -> None:
-        self._discovery = discovery
-        self._dispatcher = dispatcher
-
+class ChatService(Service):
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletion:
         route = self._discovery.table().resolve(request.model)
         options, tool_use = translate.chat_options(request, route)

@@ -7,21 +7,17 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from localmodel_router import translate
-from localmodel_router.discovery import Discovery, ModelRoute
-from localmodel_router.dispatch import Dispatcher
+from localmodel_router.discovery import ModelRoute
 from localmodel_router.protocol.common import FinishReason, new_id, now, usage
 from localmodel_router.protocol.completions import Completion, CompletionChoice, CompletionRequest
+from localmodel_router.serving import Service
 from localmodel_router.streaming import event
 
 if TYPE_CHECKING:
     from localmodel.wire import backend_pb2
 
 
-class CompletionService:
-    def __init__(self, discovery: Discovery, dispatcher: Dispatcher) -> None:
-        self._discovery = discovery
-        self._dispatcher = dispatcher
-
+class CompletionService(Service):
     async def complete(self, request: CompletionRequest) -> Completion:
         route = self._discovery.table().resolve(request.model)
         options = [

@@ -8,8 +8,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from localmodel_router import translate
-from localmodel_router.discovery import Discovery, ModelRoute
-from localmodel_router.dispatch import Dispatcher
+from localmodel_router.discovery import ModelRoute
 from localmodel_router.errors import BadRequestError
 from localmodel_router.protocol.common import usage
 from localmodel_router.protocol.embeddings import Embedding, EmbeddingList, EmbeddingRequest
@@ -21,16 +20,13 @@ from localmodel_router.protocol.rerank import (
     RerankUsage,
 )
 from localmodel_router.protocol.tokenization import TokenizeRequest, TokenizeResponse
+from localmodel_router.serving import Service
 
 if TYPE_CHECKING:
     from localmodel.wire import backend_pb2
 
 
-class EncodingService:
-    def __init__(self, discovery: Discovery, dispatcher: Dispatcher) -> None:
-        self._discovery = discovery
-        self._dispatcher = dispatcher
-
+class EncodingService(Service):
     async def embed(self, request: EmbeddingRequest) -> EmbeddingList:
         route = self._discovery.table().resolve(request.model)
         if request.dimensions is not None:

@@ -137,3 +137,19 @@ def test_client_disconnect_cancels_the_backend_call(
         time.sleep(0.05)
     fake.delay_per_piece = 0.0
     assert router.client().chat.completions.create(model="fake", messages=HELLO).choices[0].message.content
+
+
+def test_rerank_orders_documents_by_the_backends_scores(router: RouterProcess, fake: FakeBackend) -> None:
+    body = {
+        "model": "fake",
+        "query": "red apple",
+        "documents": ["blue sky", "red apple pie", "apple"],
+        "top_n": 2,
+    }
+    reply = httpx.post(f"{router.url}/v1/rerank", json=body)
+    assert reply.status_code == 200, reply.text
+    results = reply.json()["results"]
+    assert [r["index"] for r in results] == [1, 2]  # the fake scores by words shared with the query
+    assert results[0]["relevance_score"] >= results[1]["relevance_score"]
+    assert results[0]["document"] == {"text": "red apple pie"}
+    assert fake.calls["Rerank"] >= 1

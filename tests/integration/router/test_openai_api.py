@@ -193,3 +193,30 @@ def test_tool_call_is_parsed_by_the_client(router: RouterProcess, stream: bool) 
     assert finish == ["tool_calls"]
     assert name == "get_weather"
     assert isinstance(json.loads(arguments)["city"], str)
+
+
+def test_leaving_a_stream_stops_generation_on_the_real_backend(router: RouterProcess, chat_backend) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    import grpc
+
+    from localmodel.wire import backend_pb2, backend_pb2_grpc
+
+    client = router.client()
+    stream = client.completions.create(
+        model="smollm2", prompt="Count: 1, 2, 3, 4,", max_tokens=1500, temperature=0, stream=True
+    )
+    for _, _chunk in zip(range(3), stream, strict=False):
+        pass
+    stream.close()  # the client goes away mid-stream
+
+    with grpc.insecure_channel(chat_backend.address) as channel:
+        backend = backend_pb2_grpc.BackendStub(channel)
+        deadline = time.monotonic() + 5
+        while backend.Status(backend_pb2.HealthMessage()).scheduler.running:
+            assert time.monotonic() < deadline, "the backend kept generating after the client left"
+            time.sleep(0.05)
+        assert backend.GetMetrics(backend_pb2.MetricsRequest()).tokens_generated < 100
+    started = time.monotonic()
+    client.completions.create(model="smollm2", prompt="Hi", max_tokens=2)
+    assert time.monotonic() - started < 5, "the next request should be served promptly"

@@ -33,7 +33,8 @@ def test_cancelling_a_stream_stops_generation_at_once(chat) -> None:
     assert all(r.message for r in received)
     stream.cancel()
 
-    wait_until(lambda: status(chat).scheduler.running == 0, timeout=2.0)
+    # Generous: on a loaded machine one token can take seconds; the token count below is the proof.
+    wait_until(lambda: status(chat).scheduler.running == 0, timeout=15.0)
     generated = chat.GetMetrics(backend_pb2.MetricsRequest()).tokens_generated
     # 1500 tokens were asked for; generation stopped within a few tokens of the cancel.
     assert 3 <= generated < 20, generated

@@ -57,7 +57,7 @@ def router(backend: FakeBackendThread) -> Iterator[RouterProcess]:
     limits = {
         "LOCALMODEL_ROUTER_MAX_IN_FLIGHT_PER_MODEL": "1",
         "LOCALMODEL_ROUTER_MAX_WAITING_PER_MODEL": "1",
-        "LOCALMODEL_ROUTER_QUEUE_TIMEOUT_SECONDS": "1",
+        "LOCALMODEL_ROUTER_QUEUE_TIMEOUT_SECONDS": "2",
     }
     with RouterProcess(["--model", f"fake={backend.address}"], env=limits) as running:
         yield running
@@ -100,7 +100,7 @@ def test_backend_status_codes_map_to_http(
 
 
 def test_overload_answers_429_then_503_with_retry_after(router: RouterProcess, fake: FakeBackend) -> None:
-    fake.delay_per_piece = 0.5  # each request holds the model's only place for about 2.5 s
+    fake.delay_per_piece = 1.2  # each request holds the model's only place for about 6 s
     body = {"model": "fake", "messages": HELLO}
 
     def post() -> httpx.Response:
@@ -109,8 +109,8 @@ def test_overload_answers_429_then_503_with_retry_after(router: RouterProcess, f
     with ThreadPoolExecutor(3) as pool:
         running = pool.submit(post)
         time.sleep(0.5)
-        waiting = pool.submit(post)  # waits for the place, gives up after the 1 s queue timeout: 503
-        time.sleep(0.3)
+        waiting = pool.submit(post)  # waits for the place, gives up after the 2 s queue timeout: 503
+        time.sleep(0.5)
         refused = post()  # the queue (one place) is full: 429 at once
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
         assert refused.json()["error"]["code"] == "rate_limit_exceeded"

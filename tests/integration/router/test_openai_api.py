@@ -212,11 +212,11 @@ def test_leaving_a_stream_stops_generation_on_the_real_backend(router: RouterPro
 
     with grpc.insecure_channel(chat_backend.address) as channel:
         backend = backend_pb2_grpc.BackendStub(channel)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15  # generous for a loaded machine; the token count is the proof
         while backend.Status(backend_pb2.HealthMessage()).scheduler.running:
             assert time.monotonic() < deadline, "the backend kept generating after the client left"
             time.sleep(0.05)
         assert backend.GetMetrics(backend_pb2.MetricsRequest()).tokens_generated < 100
     started = time.monotonic()
     client.completions.create(model="smollm2", prompt="Hi", max_tokens=2)
-    assert time.monotonic() - started < 5, "the next request should be served promptly"
+    assert time.monotonic() - started < 15, "the next request should be served promptly"

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from localmodel_router import metrics
 from localmodel_router.errors import OverloadedError, RateLimitError
 
 
@@ -42,7 +43,8 @@ class Admission:
                 )
             gate.waiting += 1
             try:
-                await asyncio.wait_for(gate.slots.acquire(), self._timeout)
+                with metrics.WAITING.labels(model).track_inprogress():
+                    await asyncio.wait_for(gate.slots.acquire(), self._timeout)
             except TimeoutError:
                 raise OverloadedError(
                     f"model '{model}' stayed busy for {self._timeout:.0f}s; retry later",

@@ -8,7 +8,7 @@ replayed: a failure after that ends the stream with an error.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -44,10 +44,26 @@ class Dispatcher:
                 lease.release()
                 return result
 
+    async def predict(self, route: ModelRoute, request: backend_pb2.PredictOptions) -> backend_pb2.Reply:
+        """A whole generation (Predict), its tokens counted."""
+        reply: backend_pb2.Reply = await self.unary(
+            route, lambda stub, timeout: stub.Predict(request, timeout=timeout)
+        )
+        self._count_tokens(route, reply)
+        return reply
+
     async def stream(
         self, route: ModelRoute, request: backend_pb2.PredictOptions
     ) -> AsyncIterator[backend_pb2.Reply]:
-        """PredictStream on a replica; leaving the loop early cancels the backend call (generation stops)."""
+        """An open PredictStream whose first reply has arrived: errors until then are raised here, as HTTP
+        errors before any byte is sent. Leaving the loop early cancels the backend call."""
+        replies = self._stream(route, request)
+        first = await anext(replies)
+        return _starting_with(first, replies)
+
+    async def _stream(
+        self, route: ModelRoute, request: backend_pb2.PredictOptions
+    ) -> AsyncGenerator[backend_pb2.Reply, None]:
 
         async def open_stream(stub: backend_pb2_grpc.BackendStub) -> tuple[Any, backend_pb2.Reply]:
             # Wait for the first reply here, so that nothing sent to the client can ever need replaying.
@@ -103,10 +119,6 @@ class Dispatcher:
                 lease.release()
                 raise
 
-    def count_reply(self, route: ModelRoute, reply: backend_pb2.Reply) -> None:
-        """Account a finished unary generation's tokens."""
-        self._count_tokens(route, reply)
-
     def _lease(self, route: ModelRoute, tried: set[str]) -> Lease:
         lease = self._balancer.acquire(route.endpoints, exclude=tried)
         if lease is None:
@@ -137,3 +149,14 @@ class Dispatcher:
     def _count_tokens(route: ModelRoute, reply: backend_pb2.Reply) -> None:
         metrics.PROMPT_TOKENS.labels(route.name).inc(reply.prompt_tokens)
         metrics.GENERATED_TOKENS.labels(route.name).inc(reply.tokens)
+
+
+async def _starting_with(
+    first: backend_pb2.Reply, rest: AsyncGenerator[backend_pb2.Reply, None]
+) -> AsyncIterator[backend_pb2.Reply]:
+    try:
+        yield first
+        async for reply in rest:
+            yield reply
+    finally:
+        await rest.aclose()  # at once, not at garbage collection: it cancels the call and frees the replica

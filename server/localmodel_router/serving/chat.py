@@ -28,10 +28,7 @@ class ChatService(Service):
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletion:
         route = self._discovery.table().resolve(request.model)
         options, tool_use = translate.chat_options(request, route)
-        reply: backend_pb2.Reply = await self._dispatcher.unary(
-            route, lambda stub, timeout: stub.Predict(options, timeout=timeout)
-        )
-        self._dispatcher.count_reply(route, reply)
+        reply = await self._dispatcher.predict(route, options)
         text = reply.message.decode("utf-8", "replace")
         calls = translate.tool_calls(text, tool_use) if tool_use else None
         finish: FinishReason = "tool_calls" if calls else translate.finish_reason(reply)
@@ -52,14 +49,11 @@ class ChatService(Service):
         """SSE events; the backend stream is open (errors raised here) before the first event is made."""
         route = self._discovery.table().resolve(request.model)
         options, tool_use = translate.chat_options(request, route)
-        replies = self._dispatcher.stream(route, options)
-        first = await anext(replies)
-        return self._events(request, first, replies, tool_use)
+        return self._events(request, await self._dispatcher.stream(route, options), tool_use)
 
     async def _events(
         self,
         request: ChatCompletionRequest,
-        first: backend_pb2.Reply,
         replies: AsyncIterator[backend_pb2.Reply],
         tool_use: translate.ToolUse | None,
     ) -> AsyncIterator[str]:
@@ -72,9 +66,7 @@ class ChatService(Service):
             )
 
         yield chunk(ChatDelta(role="assistant", content=""))
-        last, text = first, [first.message.decode("utf-8", "replace")]
-        if tool_use is None and text[0]:
-            yield chunk(ChatDelta(content=text[0]))
+        last, text = None, []
         async for reply in replies:
             last = reply
             piece = reply.message.decode("utf-8", "replace")
@@ -83,6 +75,7 @@ class ChatService(Service):
             elif piece:
                 yield chunk(ChatDelta(content=piece))
 
+        assert last is not None  # an open stream has at least its first reply
         finish: FinishReason = translate.finish_reason(last)
         if tool_use is not None:
             answer = "".join(text)

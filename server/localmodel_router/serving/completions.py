@@ -23,7 +23,7 @@ class CompletionService(Service):
         options = [
             translate.completion_options(request, p, route) for p in translate.completion_prompts(request)
         ]
-        replies = await asyncio.gather(*(self._predict(route, o) for o in options))
+        replies = await asyncio.gather(*(self._dispatcher.predict(route, o) for o in options))
         choices = [
             CompletionChoice(
                 index=i, text=r.message.decode("utf-8", "replace"), finish_reason=translate.finish_reason(r)
@@ -45,16 +45,13 @@ class CompletionService(Service):
         options = [
             translate.completion_options(request, p, route) for p in translate.completion_prompts(request)
         ]
-        first_replies = self._dispatcher.stream(route, options[0])
-        first = await anext(first_replies)
-        return self._events(request, route, options, first, first_replies)
+        return self._events(request, route, options, await self._dispatcher.stream(route, options[0]))
 
     async def _events(
         self,
         request: CompletionRequest,
         route: ModelRoute,
         options: list[backend_pb2.PredictOptions],
-        first: backend_pb2.Reply,
         first_replies: AsyncIterator[backend_pb2.Reply],
     ) -> AsyncIterator[str]:
         completion_id, created = new_id("cmpl"), now()
@@ -65,12 +62,8 @@ class CompletionService(Service):
             return event(Completion(id=completion_id, created=created, model=request.model, choices=[choice]))
 
         for index, prompt_options in enumerate(options):
-            replies = first_replies if index == 0 else self._dispatcher.stream(route, prompt_options)
+            replies = first_replies if index == 0 else await self._dispatcher.stream(route, prompt_options)
             last = None
-            if index == 0:
-                last = first
-                if first.message:
-                    yield chunk(0, first.message.decode("utf-8", "replace"))
             async for reply in replies:
                 last = reply
                 if reply.message:
@@ -89,10 +82,3 @@ class CompletionService(Service):
                     usage=usage(prompt_tokens, completion_tokens),
                 )
             )
-
-    async def _predict(self, route: ModelRoute, options: backend_pb2.PredictOptions) -> backend_pb2.Reply:
-        reply: backend_pb2.Reply = await self._dispatcher.unary(
-            route, lambda stub, timeout: stub.Predict(options, timeout=timeout)
-        )
-        self._dispatcher.count_reply(route, reply)
-        return reply

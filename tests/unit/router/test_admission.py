@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from localmodel_router.admission import Admission
 from localmodel_router.errors import OverloadedError, RateLimitError
@@ -22,6 +23,7 @@ def test_waits_then_refuses_when_the_queue_is_full_and_times_out() -> None:
         waiter = asyncio.create_task(hold())
         await asyncio.sleep(0)
         assert admission.waiting("m") == 1
+        assert REGISTRY.get_sample_value("localmodel_router_waiting_requests", {"model": "m"}) == 1
         with pytest.raises(RateLimitError) as refused:
             async with admission.admit("m"):
                 pass
@@ -33,6 +35,7 @@ def test_waits_then_refuses_when_the_queue_is_full_and_times_out() -> None:
         await holder
         async with admission.admit("m"):  # the place is free again
             assert admission.waiting("m") == 0
+            assert REGISTRY.get_sample_value("localmodel_router_waiting_requests", {"model": "m"}) == 0
 
     asyncio.run(scenario())
 

@@ -68,8 +68,8 @@ def create_app(settings: RouterSettings, discovery: Discovery) -> FastAPI:
     _install_error_handlers(app)
 
     def served_name(asked: str | None) -> str:
-        table = discovery.table()
-        return table.resolve(asked).name if asked in table.names() else metrics.UNKNOWN_MODEL
+        route = discovery.table().get(asked)
+        return route.name if route is not None else metrics.UNKNOWN_MODEL
 
     # Outermost last: metrics see every request, including the ones the body limit refuses.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

@@ -34,9 +34,13 @@ class RoutingTable:
         aliases = {alias: route for route in self.routes.values() for alias in route.aliases}
         self._by_name: dict[str, ModelRoute] = {**aliases, **self.routes}
 
+    def get(self, model: str | None) -> ModelRoute | None:
+        """The route for a model name or alias, or None."""
+        return self._by_name.get(model) if model is not None else None
+
     def resolve(self, model: str) -> ModelRoute:
         """The route for a model name or alias; 404 naming the known models otherwise."""
-        route = self._by_name.get(model)
+        route = self.get(model)
         if route is None:
             known = ", ".join(sorted(self._by_name)) or "none"
             raise ModelNotFoundError(

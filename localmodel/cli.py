@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import re
 import sys
+from pathlib import Path
+from typing import Any
 
 from localmodel import __version__
+
+USAGE_ERROR = 2
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="localmodel", description=__doc__, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"localmodel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("backend", help="run the llama.cpp gRPC backend", add_help=False)
-    commands.add_parser("router", help="run the OpenAI-compatible router", add_help=False)
+    for name, help_text in (
+        ("serve", "serve LocalModel manifests on this machine (router + backend processes)"),
+        ("run", "serve one GGUF file or URL with default settings"),
+        ("fetch", "download a model file into the cache and print its path"),
+        ("backend", "run the llama.cpp gRPC backend"),
+        ("router", "run the OpenAI-compatible router over fixed backend addresses"),
+    ):
+        commands.add_parser(name, help=help_text, add_help=False)
     args, rest = parser.parse_known_args(argv)
 
     # Imported per command, so that a command loads only what it runs (the router never loads llama.cpp).
@@ -25,8 +37,140 @@ def main(argv: list[str] | None = None) -> int:
         from localmodel_router.__main__ import main as router_main
 
         return router_main(rest)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    if args.command == "fetch":
+        return fetch_main(rest)
+    return serve_main(rest, one_file=args.command == "run")
+
+
+def fetch_main(argv: list[str]) -> int:
+    from localmodel.fetch import FetchError, ModelCache, default_cache_dir, fetch
+    from localmodel.logs import configure_logging
+    from localmodel.sources import SourceError, parse_source
+
+    parser = argparse.ArgumentParser(
+        prog="localmodel fetch", description="Fetch a model file into the cache."
+    )
+    parser.add_argument("url", help="file:, https://, or hf://ORG/REPO/FILE.gguf")
+    parser.add_argument("--sha256", help="expected SHA-256 (hex); a mismatch deletes the download")
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="model cache folder")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        path = fetch(parse_source(args.url), ModelCache(args.cache_dir), args.sha256)
+    except (FetchError, SourceError) as error:
+        parser.exit(1, f"localmodel fetch: {error}\n")
+    sys.stdout.write(f"{path}\n")
+    return 0
+
+
+def serve_main(argv: list[str], one_file: bool) -> int:
+    from localmodel.fetch import FetchError, ModelCache
+    from localmodel.local.runtime import LocalSettings, resolve_models, run
+    from localmodel.logs import configure_logging
+    from localmodel.manifests import Manifest, load_manifests, parse_manifest
+    from localmodel.sources import SourceError
+
+    parser = _run_parser() if one_file else _serve_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        if one_file:
+            where = Path.cwd() / "(command line)"
+            manifests = [Manifest(parse_manifest(_manifest_for_file(args), "localmodel run"), where)]
+        else:
+            manifests = load_manifests(args.filename)
+        router = _router_settings(args)
+    except ValueError as error:  # ManifestError, pydantic's ValidationError, a bad settings file
+        parser.exit(USAGE_ERROR, f"{parser.prog}: {error}\n")
+    settings = LocalSettings(router, ModelCache(args.cache_dir), args.startup_timeout, args.drain_seconds)
+    try:
+        models = resolve_models(manifests, settings.cache)
+        return asyncio.run(run(models, settings))
+    except (FetchError, SourceError, OSError) as error:
+        parser.exit(1, f"{parser.prog}: {error}\n")
+    except KeyboardInterrupt:  # Ctrl-C while fetching; once serving, local mode handles it itself
+        return 130
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="localmodel serve", description="Serve LocalModel manifests on this machine."
+    )
+    parser.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        type=Path,
+        required=True,
+        help="a manifest file (multi-document YAML too) or a folder of them; repeatable",
+    )
+    _add_serving_flags(parser)
+    return parser
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="localmodel run", description="Serve one GGUF model.")
+    parser.add_argument("model", help="a GGUF file, or a file:, https:// or hf:// URL")
+    parser.add_argument("--name", help="the name clients send as `model` (default: from the file name)")
+    parser.add_argument("--sha256", help="expected SHA-256 of the file")
+    parser.add_argument("--task", action="append", choices=["chat", "completion", "embedding", "rerank"])
+    parser.add_argument("--context-size", type=int, help="KV cache size in tokens")
+    parser.add_argument("--threads", type=int, help="CPU threads")
+    parser.add_argument("--gpu-layers", type=int, help="layers to offload to the GPU (-1: all)")
+    _add_serving_flags(parser)
+    return parser
+
+
+def _add_serving_flags(parser: argparse.ArgumentParser) -> None:
+    from localmodel.fetch import default_cache_dir
+
+    parser.add_argument("--host", help="address the API listens on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port the API listens on (default 8080)")
+    parser.add_argument("--config", type=Path, help="YAML file with router settings (see README)")
+    parser.add_argument("--api-key", action="append", default=[], help="accepted API key (repeatable)")
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="model cache folder")
+    parser.add_argument(
+        "--startup-timeout", type=float, default=600.0, help="seconds a backend may take to load its model"
+    )
+    parser.add_argument(
+        "--drain-seconds", type=float, default=30.0, help="on stop, seconds for requests in flight to finish"
+    )
+    parser.add_argument("--log-level", default="INFO")
+
+
+def _router_settings(args: argparse.Namespace) -> Any:
+    import yaml
+
+    from localmodel_router.settings import RouterSettings
+
+    values: dict[str, Any] = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
+    if values.get("models"):
+        raise ValueError(f"{args.config}: `models` belong in LocalModel manifests in local mode")
+    flags = {"host": args.host, "port": args.port, "api_keys": args.api_key or None}
+    values.update({key: value for key, value in flags.items() if value is not None})
+    return RouterSettings(**values)
+
+
+def _manifest_for_file(args: argparse.Namespace) -> dict[str, Any]:
+    """A LocalModel document for `localmodel run`, named after the file."""
+    url = args.model if re.match(r"^[a-z][a-z0-9+]*:", args.model) else Path(args.model).resolve().as_uri()
+    stem = Path(url.rsplit("/", 1)[-1]).stem
+    name = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-")[:63].strip("-") or "model"
+    engine = {"contextSize": args.context_size, "threads": args.threads, "gpuLayers": args.gpu_layers}
+    spec: dict[str, Any] = {
+        "model": {"url": url, **({"sha256": args.sha256} if args.sha256 else {})},
+        "servedName": args.name or stem,
+        "backend": {"engine": {key: value for key, value in engine.items() if value is not None}},
+    }
+    if args.task:
+        spec["tasks"] = args.task
+    return {
+        "apiVersion": "localmodel.dev/v1alpha1",
+        "kind": "LocalModel",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 if __name__ == "__main__":

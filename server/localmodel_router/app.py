@@ -22,6 +22,8 @@ from localmodel_router.disconnect import ClientDisconnectedError
 from localmodel_router.discovery import Discovery
 from localmodel_router.dispatch import Dispatcher
 from localmodel_router.errors import BadRequestError, NotFoundError, RouterError, error_response
+from localmodel_router.hold import Hold
+from localmodel_router.load import ModelLoad
 from localmodel_router.middleware import BodyLimit, RequestMetrics
 from localmodel_router.routes import chat, completions, encoding, health, models
 from localmodel_router.serving.chat import ChatService
@@ -32,13 +34,20 @@ from localmodel_router.settings import RouterSettings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: RouterSettings, discovery: Discovery) -> FastAPI:
+def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad | None = None) -> FastAPI:
+    """The router over `discovery`'s models; `load` (requests per model) is shared with whoever scales."""
     pool = BackendPool(settings.connect_timeout_seconds)
     admission = Admission(
         settings.max_in_flight_per_model, settings.max_waiting_per_model, settings.queue_timeout_seconds
     )
     dispatcher = Dispatcher(
-        pool, LeastOutstanding(), admission, settings.backend_tries, settings.request_timeout_seconds
+        pool,
+        LeastOutstanding(),
+        Hold(discovery, settings.max_held_per_model, settings.hold_timeout_seconds),
+        admission,
+        load or ModelLoad(),
+        settings.backend_tries,
+        settings.request_timeout_seconds,
     )
 
     @asynccontextmanager

@@ -1,4 +1,4 @@
-"""Send a request to one of a model's backends: admission, replica choice, retries, accounting.
+"""Send a request to one of a model's backends: hold, admission, replica choice, retries, accounting.
 
 A request that has not reached a backend (no connection, or UNAVAILABLE before any reply) moves to
 another replica, at most `tries` replicas in all. Once a stream has produced a reply it is never
@@ -20,6 +20,8 @@ from localmodel_router.backends import BackendPool, BackendUnreachableError, is_
 from localmodel_router.balancer import Lease, LeastOutstanding
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.errors import BackendError, OverloadedError
+from localmodel_router.hold import Hold
+from localmodel_router.load import ModelLoad
 
 T = TypeVar("T")
 Call = Callable[[backend_pb2_grpc.BackendStub, float], Awaitable[T]]
@@ -27,22 +29,33 @@ Call = Callable[[backend_pb2_grpc.BackendStub, float], Awaitable[T]]
 
 class Dispatcher:
     def __init__(
-        self, pool: BackendPool, balancer: LeastOutstanding, admission: Admission, tries: int, timeout: float
+        self,
+        pool: BackendPool,
+        balancer: LeastOutstanding,
+        hold: Hold,
+        admission: Admission,
+        load: ModelLoad,
+        tries: int,
+        timeout: float,
     ) -> None:
         self._pool = pool
         self._balancer = balancer
+        self._hold = hold
         self._admission = admission
+        self._load = load
         self._tries = tries
         self._timeout = timeout
 
     async def unary(self, route: ModelRoute, call: Call[T]) -> T:
         """Run a unary backend call (`call(stub, timeout)`) on a replica, retrying unreachable ones."""
-        async with self._admission.admit(route.name):
-            with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
-                timeout = self._timeout
-                result, lease = await self._on_reachable_replica(route, lambda stub: call(stub, timeout))
-                lease.release()
-                return result
+        with self._load.track(route.name):
+            route = await self._hold.ready(route)
+            async with self._admission.admit(route.name):
+                with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
+                    timeout = self._timeout
+                    result, lease = await self._on_reachable_replica(route, lambda stub: call(stub, timeout))
+                    lease.release()
+                    return result
 
     async def predict(self, route: ModelRoute, request: backend_pb2.PredictOptions) -> backend_pb2.Reply:
         """A whole generation (Predict), its tokens counted."""
@@ -77,25 +90,27 @@ class Dispatcher:
                 raise BackendError(f"model '{route.name}': the backend ended the stream without a reply")
             return call, first
 
-        async with self._admission.admit(route.name):
-            with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
-                started = time.perf_counter()
-                (call, first), lease = await self._on_reachable_replica(route, open_stream)
-                try:
-                    metrics.TIME_TO_FIRST_TOKEN_SECONDS.labels(route.name).observe(
-                        time.perf_counter() - started
-                    )
-                    last = first
-                    yield first
-                    while (reply := await call.read()) is not grpc.aio.EOF:
-                        last = reply
-                        yield reply
-                    self._count_tokens(route, last)
-                except grpc.aio.AioRpcError as error:
-                    raise self._failed(route, error) from error
-                finally:
-                    call.cancel()  # a no-op when the stream ended; stops generation when the client left
-                    lease.release()
+        with self._load.track(route.name):
+            route = await self._hold.ready(route)
+            async with self._admission.admit(route.name):
+                with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
+                    started = time.perf_counter()
+                    (call, first), lease = await self._on_reachable_replica(route, open_stream)
+                    try:
+                        metrics.TIME_TO_FIRST_TOKEN_SECONDS.labels(route.name).observe(
+                            time.perf_counter() - started
+                        )
+                        last = first
+                        yield first
+                        while (reply := await call.read()) is not grpc.aio.EOF:
+                            last = reply
+                            yield reply
+                        self._count_tokens(route, last)
+                    except grpc.aio.AioRpcError as error:
+                        raise self._failed(route, error) from error
+                    finally:
+                        call.cancel()  # a no-op when the stream ended; stops generation when the client left
+                        lease.release()
 
     async def _on_reachable_replica(
         self, route: ModelRoute, attempt: Callable[[backend_pb2_grpc.BackendStub], Awaitable[T]]

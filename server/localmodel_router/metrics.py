@@ -41,3 +41,12 @@ RETRIES = Counter(
     "Requests moved to another replica after a connection failure",
     ["model"],
 )
+HELD = Gauge(
+    "localmodel_router_held_requests", "Requests waiting for a starting model's first backend", ["model"]
+)
+HELD_SECONDS = Histogram(
+    "localmodel_router_held_seconds",
+    "Time requests waited for a starting model's first backend",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+)

@@ -48,3 +48,11 @@ class RouterSettings(BaseSettings):
     connect_timeout_seconds: float = Field(
         default=5.0, gt=0, description="how long to wait for a backend connection before trying another"
     )
+    max_held_per_model: int = Field(
+        default=256, ge=0, description="requests that may wait for a starting model; more get 503"
+    )
+    hold_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="longest wait for a starting model's first backend (process start and model load)",
+    )

@@ -30,6 +30,12 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
         "--batch-size", type=int, default=0, help="prompt tokens per decode step (default 512)"
     )
     model.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    model.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="requests decoded together (this backend serves one at a time)",
+    )
     model.add_argument("--embeddings", action="store_true", help="load for embeddings")
     model.add_argument(
         "--no-mmap", action="store_true", help="read the file into memory instead of mapping it"
@@ -65,6 +71,9 @@ def preload_options(args: argparse.Namespace) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None, prog: str = "localmodel backend") -> int:
     args = build_parser(prog).parse_args(argv)
     configure_logging(args.log_level)
+    if args.parallel > 1:
+        # Manifests may ask for slots already; until continuous batching lands, requests queue instead.
+        log.warning("--parallel %d: this backend decodes one request at a time; the rest wait", args.parallel)
     try:
         asyncio.run(serve(args.addr, preload_options(args), args.grace_period))
     except PreloadError as error:

@@ -1,11 +1,13 @@
 """Where models are served: the interface every discovery provider implements, and the routing table.
 
-Providers (static here; local mode and Kubernetes later) keep a `RoutingTable` up to date; endpoints read
-the current table once per request, so a provider swaps in a new table instead of mutating one.
+Providers (static, local mode; Kubernetes later) keep a `RoutingTable` up to date; endpoints read the
+current table once per request, so a provider swaps in a new table instead of mutating one. Requests held
+for a starting model wait for the next swap.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,6 +25,15 @@ class ModelRoute:
     max_tokens: int | None = None
     created: int = 0  # unix seconds, for /v1/models
     owned_by: str = "localmodel"
+    # With no ready endpoint: a replica is on its way (requests wait for it), or one may be asked for
+    # (minReplicas 0: a request wakes the model). Otherwise requests are refused at once.
+    starting: bool = False
+    scales_from_zero: bool = False
+
+    @property
+    def can_hold(self) -> bool:
+        """Whether a request finding no endpoint should wait for one rather than fail."""
+        return not self.endpoints and (self.starting or self.scales_from_zero)
 
 
 class RoutingTable:
@@ -56,11 +67,38 @@ class RoutingTable:
         return any(route.endpoints for route in self.routes.values())
 
 
+class PublishedTable:
+    """The current table of a provider; it publishes whole new tables, and waiters wake on each one."""
+
+    def __init__(self, table: RoutingTable | None = None) -> None:
+        self._table = table or RoutingTable()
+        self._published = asyncio.Event()
+
+    def get(self) -> RoutingTable:
+        return self._table
+
+    def publish(self, table: RoutingTable) -> None:
+        self._table = table
+        self._published.set()
+        self._published = asyncio.Event()  # the next waiters wait for the next table
+
+    async def wait_for_next(self) -> None:
+        await self._published.wait()
+
+
 class Discovery(Protocol):
     """Keeps the routing table current."""
 
     def table(self) -> RoutingTable:
         """The current routing table (a snapshot; never mutated)."""
+        ...
+
+    async def wait_for_change(self) -> None:
+        """Return once a new table is published."""
+        ...
+
+    async def request_replica(self, model: str) -> None:
+        """Ask for a replica of a model scaled to zero (returns at once; the table shows it when ready)."""
         ...
 
     async def start(self) -> None: ...

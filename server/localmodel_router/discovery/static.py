@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import time
 
-from localmodel_router.discovery import ModelRoute, RoutingTable
+from localmodel_router.discovery import ModelRoute, PublishedTable, RoutingTable
 from localmodel_router.settings import StaticModel
 
 
 class StaticDiscovery:
     def __init__(self, models: list[StaticModel]) -> None:
         created = int(time.time())
-        self._table = RoutingTable(
-            {
-                model.name: ModelRoute(
-                    name=model.name,
-                    endpoints=tuple(model.endpoints),
-                    aliases=tuple(model.aliases),
-                    max_tokens=model.max_tokens,
-                    created=created,
-                )
-                for model in models
-            }
+        self._table = PublishedTable(
+            RoutingTable(
+                {
+                    model.name: ModelRoute(
+                        name=model.name,
+                        endpoints=tuple(model.endpoints),
+                        aliases=tuple(model.aliases),
+                        max_tokens=model.max_tokens,
+                        created=created,
+                    )
+                    for model in models
+                }
+            )
         )
 
     def table(self) -> RoutingTable:
-        return self._table
+        return self._table.get()
+
+    async def wait_for_change(self) -> None:
+        """Static routes never change."""
+        await self._table.wait_for_next()
+
+    async def request_replica(self, model: str) -> None:
+        """Static backends are never scaled to zero: there is nothing to ask."""
 
     async def start(self) -> None:
         """Nothing to watch."""

@@ -1,0 +1,56 @@
+"""The one mapping from a LocalModel spec to the backend's command line and environment.
+
+Local mode runs it as a process; the operator puts the same arguments into the backend container,
+whose entry point is `localmodel backend`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from localmodel.spec import LocalModelSpec
+
+# The container's entry point; local mode runs the same thing as `python -m localmodel_llamacpp`.
+ENTRY_POINT = ("localmodel", "backend")
+
+
+@dataclass(frozen=True)
+class BackendCommand:
+    args: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def argv(self) -> list[str]:
+        return [*ENTRY_POINT, *self.args]
+
+
+def backend_command(spec: LocalModelSpec, model_path: str, address: str) -> BackendCommand:
+    """Arguments for a backend serving `model_path` (as the backend will see it) on `address`."""
+    engine = spec.backend.engine
+    args = ["--addr", address, "--model", model_path]
+    numeric = {
+        "--context-size": engine.context_size,
+        "--threads": engine.threads,
+        "--batch-size": engine.batch_size,
+        "--gpu-layers": _gpu_layers(spec),
+        "--parallel": engine.parallel,
+    }
+    for flag, value in numeric.items():
+        if value is not None:
+            args += [flag, str(value)]
+    if engine.flash_attention is not None:
+        args += ["--flash-attention", engine.flash_attention]
+    if spec.loads_embeddings:
+        args.append("--embeddings")
+    for option in engine.options:
+        args += ["--option", option]
+    args += engine.args  # last, so that a user's extra argument can override any of the above
+    return BackendCommand(tuple(args), {variable.name: variable.value for variable in spec.env})
+
+
+def _gpu_layers(spec: LocalModelSpec) -> int | None:
+    """With GPUs and no explicit choice, offload every layer: that is what the GPUs were asked for."""
+    if spec.backend.engine.gpu_layers is not None:
+        return spec.backend.engine.gpu_layers
+    return -1 if spec.resources.gpu is not None else None

@@ -1,0 +1,1 @@
+"""Local mode: LocalModel manifests served on one machine, backends as supervised processes."""

@@ -1,0 +1,127 @@
+"""Model URLs parsed once into typed sources: `file:`, `http(s)://`, `hf://` and `pvc://`.
+
+Each source knows its canonical URL (the cache key) and the file name it delivers; the fetcher and the
+operator's pod builder decide per type what to do with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+
+class SourceError(ValueError):
+    """A model URL that cannot be parsed; the message says what is allowed."""
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A file on this machine (local mode) or inside the backend container (cluster)."""
+
+    path: Path
+
+    @property
+    def url(self) -> str:
+        return self.path.as_uri()
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class HttpSource:
+    url: str
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(unquote(urlsplit(self.url).path)).name
+
+
+@dataclass(frozen=True)
+class HuggingFaceSource:
+    """One file of a Hugging Face Hub repository, at a branch, tag or commit."""
+
+    repo_id: str
+    path_in_repo: str
+    revision: str = "main"
+
+    @property
+    def url(self) -> str:
+        revision = "" if self.revision == "main" else f"@{self.revision}"
+        return f"hf://{self.repo_id}{revision}/{self.path_in_repo}"
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(self.path_in_repo).name
+
+
+@dataclass(frozen=True)
+class PvcSource:
+    """A file on a PersistentVolumeClaim; only a cluster can mount it."""
+
+    claim: str
+    path: str
+
+    @property
+    def url(self) -> str:
+        return f"pvc://{self.claim}/{self.path}"
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(self.path).name
+
+
+Source = FileSource | HttpSource | HuggingFaceSource | PvcSource
+
+
+def parse_source(url: str, base_dir: Path | None = None) -> Source:
+    """The typed source for a model URL; relative `file:` paths resolve against `base_dir` (or the CWD)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return _file_source(url, parts.netloc, unquote(parts.path), base_dir)
+    if scheme in ("http", "https"):
+        if not parts.netloc or not PurePosixPath(parts.path).name:
+            raise SourceError(f"{url!r}: expected {scheme}://host/path/to/file.gguf")
+        return HttpSource(url)
+    if scheme == "hf":
+        return _hugging_face_source(url, parts.netloc, parts.path)
+    if scheme == "pvc":
+        path = parts.path.strip("/")
+        if not parts.netloc or not path:
+            raise SourceError(f"{url!r}: expected pvc://CLAIM/path/to/file.gguf")
+        return PvcSource(parts.netloc, path)
+    raise SourceError(f"{url!r}: unsupported scheme {scheme!r}; use file:, https://, hf:// or pvc://")
+
+
+def cache_key(source: Source) -> str:
+    """A short stable name for a source, the same for every manifest that names it."""
+    return hashlib.sha256(source.url.encode()).hexdigest()[:16]
+
+
+def _file_source(url: str, host: str, path: str, base_dir: Path | None) -> FileSource:
+    if host not in ("", "localhost"):
+        raise SourceError(f"{url!r}: file URLs name no host; use file:///absolute/path or file:relative/path")
+    if not path or path.endswith("/"):
+        raise SourceError(f"{url!r}: expected a file, e.g. file:///models/model.gguf")
+    file = Path(path)
+    if not file.is_absolute():
+        file = (base_dir or Path.cwd()) / file
+    return FileSource(Path(file).resolve())
+
+
+def _hugging_face_source(url: str, repo_owner_and_revision: str, rest: str) -> HuggingFaceSource:
+    # hf://org/repo[@revision]/path/in/repo.gguf: the owner is the URL's host, the repository the first
+    # path segment (with an optional @revision), the rest the file inside the repository.
+    segments = [segment for segment in rest.split("/") if segment]
+    if not repo_owner_and_revision or len(segments) < 2:
+        raise SourceError(
+            f"{url!r}: expected hf://ORG/REPO/path/to/file.gguf (or hf://ORG/REPO@REVISION/...)"
+        )
+    repo, _, revision = segments[0].partition("@")
+    if not repo or (revision == "" and "@" in segments[0]):
+        raise SourceError(f"{url!r}: empty repository or revision")
+    return HuggingFaceSource(f"{repo_owner_and_revision}/{repo}", "/".join(segments[1:]), revision or "main")

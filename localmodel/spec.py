@@ -1,0 +1,244 @@
+"""The `LocalModel` resource (`localmodel.dev/v1alpha1`): the one definition of its spec.
+
+Local mode, the operator and the CRD's schema all read these models. Field names are the manifest's
+camelCase; Python code uses the snake_case attributes. Validation messages name the field, since users
+meet them as `kubectl apply` or `localmodel serve` errors.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "localmodel.dev"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+KIND = "LocalModel"
+
+# Kubernetes object names (RFC 1123 labels, as Services require: the model's Service takes its name).
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# What clients send as `model`: OpenAI-style names such as `org/model:tag`, never whitespace.
+SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
+SHA256_HEX = r"^[a-f0-9]{64}$"
+# Kubernetes resource quantities (`500m`, `2`, `4Gi`, `1.5`).
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+URL_SCHEMES = ("file", "http", "https", "hf", "pvc")
+
+
+class SpecModel(BaseModel):
+    """camelCase in manifests, snake_case in code; unknown fields are errors (a typo must not pass)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Task(StrEnum):
+    """What the model is served for; decides how the backend loads it."""
+
+    CHAT = "chat"
+    COMPLETION = "completion"
+    EMBEDDING = "embedding"
+    RERANK = "rerank"
+
+
+class ModelSource(SpecModel):
+    url: str = Field(
+        pattern=rf"^({'|'.join(URL_SCHEMES)}):",
+        description=(
+            "Where the GGUF file comes from: `https://host/path/file.gguf`, "
+            "`hf://org/repo/file.gguf` (`hf://org/repo@revision/file.gguf` for a revision), "
+            "`pvc://claim/path/file.gguf` (cluster only), `file:///absolute/path.gguf`, "
+            "or `file:relative/path.gguf` (local mode: relative to the manifest)."
+        ),
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_HEX,
+        description="Expected SHA-256 of the file (lowercase hex); checked after download.",
+    )
+
+
+class EngineOptions(SpecModel):
+    """How the backend runs the model; zero or unset means the backend's own default."""
+
+    context_size: int | None = Field(
+        default=None, ge=1, description="KV cache size in tokens (default 4096)."
+    )
+    threads: int | None = Field(default=None, ge=1, description="CPU threads (default: one per core).")
+    gpu_layers: int | None = Field(
+        default=None, ge=-1, description="Layers offloaded to the GPU; -1 for all (default: all with a GPU)."
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, description="Prompt tokens per decode step (default 512)."
+    )
+    parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Requests decoded together (slots) by one replica (default 1).",
+    )
+    flash_attention: Literal["on", "off", "auto"] | None = Field(default=None, description="Flash attention.")
+    options: list[str] = Field(
+        default_factory=list, description="Backend options as `key:value` (e.g. `pooling:mean`)."
+    )
+    args: list[str] = Field(default_factory=list, description="Extra command-line arguments for the backend.")
+
+
+class BackendSpec(SpecModel):
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Backend container image (default: the operator's image for the accelerator). "
+        "Local mode always runs the llama.cpp backend of this installation.",
+    )
+    address: str | None = Field(
+        default=None,
+        pattern=r"^[^\s:]+:[0-9]{1,5}$",
+        description="An external gRPC backend (`host:port`) serving the model already: nothing is started, "
+        "requests are routed there (bring your own backend).",
+    )
+    engine: EngineOptions = Field(default_factory=EngineOptions, description="Engine options.")
+
+    @model_validator(mode="after")
+    def _image_or_address(self) -> BackendSpec:
+        if self.image is not None and self.address is not None:
+            raise ValueError("set `image` (a backend to run) or `address` (one running already), not both")
+        return self
+
+
+class GpuVendor(StrEnum):
+    NVIDIA = "nvidia"
+    AMD = "amd"
+    INTEL = "intel"
+
+
+class GpuResources(SpecModel):
+    count: int = Field(default=1, ge=1, description="GPUs per replica.")
+    vendor: GpuVendor = Field(
+        default=GpuVendor.NVIDIA, description="Which vendor's GPUs (and device plugin)."
+    )
+
+
+class Resources(SpecModel):
+    cpu: Annotated[str, Field(pattern=QUANTITY)] | None = Field(
+        default=None, description="CPU per replica (Kubernetes quantity, e.g. `2` or `500m`)."
+    )
+    memory: Annotated[str, Field(pattern=QUANTITY)] | None = Field(
+        default=None, description="Memory per replica (Kubernetes quantity, e.g. `4Gi`)."
+    )
+    gpu: GpuResources | None = Field(default=None, description="GPUs per replica; unset: CPU only.")
+
+
+class Toleration(SpecModel):
+    """A Kubernetes toleration (same fields)."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class EnvVar(SpecModel):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", description="Variable name.")
+    value: str = Field(default="", description="Value.")
+
+
+class LocalModelSpec(SpecModel):
+    model: ModelSource | None = Field(
+        default=None, description="The GGUF file to serve. Required unless `backend.address` is set."
+    )
+    served_name: str | None = Field(
+        default=None,
+        pattern=SERVED_NAME,
+        max_length=253,
+        description="The name clients send as `model` (default: metadata.name).",
+    )
+    aliases: list[Annotated[str, Field(pattern=SERVED_NAME, max_length=253)]] = Field(
+        default_factory=list, description="Other names that reach this model."
+    )
+    tasks: list[Task] = Field(
+        default_factory=lambda: [Task.CHAT, Task.COMPLETION],
+        min_length=1,
+        description="What the model serves: chat, completion, embedding, rerank.",
+    )
+    backend: BackendSpec = Field(
+        default_factory=BackendSpec, description="Which backend runs the model, and how."
+    )
+    replicas: int | None = Field(
+        default=None, ge=0, description="Backend replicas wanted now (default: minReplicas). Scalable."
+    )
+    min_replicas: int = Field(default=1, ge=0, description="Fewest replicas; 0 scales to zero when idle.")
+    max_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most replicas (default: the larger of replicas and minReplicas, or 1).",
+    )
+    scale_down_delay_seconds: int = Field(
+        default=300, ge=0, description="Idle time before replicas are removed (down to minReplicas)."
+    )
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Cap on tokens generated per request (default: no cap)."
+    )
+    resources: Resources = Field(default_factory=Resources, description="Per-replica resources.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels replicas require.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints replicas tolerate.")
+    env: list[EnvVar] = Field(default_factory=list, description="Environment variables for the backend.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LocalModelSpec:
+        if self.model is None and self.backend.address is None:
+            raise ValueError("`model` is required unless `backend.address` names a running backend")
+        if self.max_replicas is not None:
+            if self.min_replicas > self.max_replicas:
+                raise ValueError(f"minReplicas {self.min_replicas} exceeds maxReplicas {self.max_replicas}")
+            if self.replicas is not None and self.replicas > self.max_replicas:
+                raise ValueError(f"replicas {self.replicas} exceeds maxReplicas {self.max_replicas}")
+        if self.replicas is not None and self.replicas < self.min_replicas:
+            raise ValueError(f"replicas {self.replicas} is below minReplicas {self.min_replicas}")
+        return self
+
+    @property
+    def initial_replicas(self) -> int:
+        """Replicas to run before any scaling decision."""
+        return self.replicas if self.replicas is not None else self.min_replicas
+
+    @property
+    def replica_ceiling(self) -> int:
+        if self.max_replicas is not None:
+            return self.max_replicas
+        return max(self.replicas or 0, self.min_replicas, 1)
+
+    @property
+    def loads_embeddings(self) -> bool:
+        return Task.EMBEDDING in self.tasks or Task.RERANK in self.tasks
+
+
+class ObjectMeta(BaseModel):
+    """The parts of Kubernetes metadata localmodel reads; the rest is kept as given."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63, description="The LocalModel's name.")
+    namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class LocalModel(SpecModel):
+    api_version: Literal["localmodel.dev/v1alpha1"]
+    kind: Literal["LocalModel"]
+    metadata: ObjectMeta
+    spec: LocalModelSpec
+
+    @property
+    def served_name(self) -> str:
+        return self.spec.served_name or self.metadata.name
+
+
+def local_model(name: str, spec: LocalModelSpec) -> LocalModel:
+    """A LocalModel built in code (e.g. by `localmodel run`)."""
+    return LocalModel(
+        api_version="localmodel.dev/v1alpha1", kind="LocalModel", metadata=ObjectMeta(name=name), spec=spec
+    )

@@ -1,0 +1,61 @@
+"""Hold requests for a model that has no ready backend yet but will (starting, or scaled to zero).
+
+The wait is bounded twice: at most `max_held` requests per model wait, each for at most `timeout`
+seconds; beyond either the answer is 503 with Retry-After. A model scaled to zero is asked for a replica
+by the first request that finds it so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from localmodel_router import metrics
+from localmodel_router.discovery import Discovery, ModelRoute
+from localmodel_router.errors import ModelNotFoundError, OverloadedError
+
+
+class Hold:
+    def __init__(self, discovery: Discovery, max_held: int, timeout: float) -> None:
+        self._discovery = discovery
+        self._max_held = max_held
+        self._timeout = timeout
+        self._held: dict[str, int] = {}
+
+    def held(self, model: str) -> int:
+        return self._held.get(model, 0)
+
+    async def ready(self, route: ModelRoute) -> ModelRoute:
+        """The route once it has an endpoint: at once when it has one, else after a bounded wait."""
+        if not route.can_hold:
+            return route
+        name = route.name
+        if self.held(name) >= self._max_held:
+            raise OverloadedError(
+                f"model '{name}' is starting and {self.held(name)} requests wait for it already; retry later",
+                retry_after=max(1, round(self._timeout / 4)),
+            )
+        self._held[name] = self.held(name) + 1
+        started = time.perf_counter()
+        try:
+            with metrics.HELD.labels(name).track_inprogress():
+                return await asyncio.wait_for(self._until_ready(route), self._timeout)
+        except TimeoutError:
+            raise OverloadedError(
+                f"model '{name}' has no ready backend after {self._timeout:.0f}s; retry later",
+                retry_after=max(1, round(self._timeout / 4)),
+            ) from None
+        finally:
+            self._held[name] -= 1
+            metrics.HELD_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    async def _until_ready(self, route: ModelRoute) -> ModelRoute:
+        if route.scales_from_zero and not route.starting:
+            await self._discovery.request_replica(route.name)
+        while True:
+            current = self._discovery.table().get(route.name)
+            if current is None:
+                raise ModelNotFoundError(f"model '{route.name}' was removed while starting", param="model")
+            if current.endpoints:
+                return current
+            await self._discovery.wait_for_change()

@@ -48,6 +48,7 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
         load or ModelLoad(),
         settings.backend_tries,
         settings.request_timeout_seconds,
+        settings.unreachable_grace_seconds,
     )
 
     @asynccontextmanager

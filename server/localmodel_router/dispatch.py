@@ -37,6 +37,7 @@ class Dispatcher:
         load: ModelLoad,
         tries: int,
         timeout: float,
+        unreachable_grace: float,
     ) -> None:
         self._pool = pool
         self._balancer = balancer
@@ -44,6 +45,7 @@ class Dispatcher:
         self._admission = admission
         self._load = load
         self._tries = tries
+        self._unreachable_grace = unreachable_grace
         self._timeout = timeout
 
     async def unary(self, route: ModelRoute, call: Call[T]) -> T:
@@ -118,39 +120,46 @@ class Dispatcher:
         """`attempt` on the best replica, moving on while replicas cannot be reached; the caller releases
         the returned lease."""
         tried: set[str] = set()
+        last_error: grpc.aio.AioRpcError | None = None
         while True:
-            lease = self._lease(route, tried)
+            lease = self._balancer.acquire(route.endpoints, exclude=tried)
+            if lease is None:
+                route = await self._route_after_unreachable(route, tried, last_error)
+                continue
             try:
                 return await attempt(await self._pool.stub(lease.address)), lease
             except BackendUnreachableError:
                 lease.release()
-                self._retry_or_raise(route, tried, lease, None)
+                self._note_unreachable(route, tried, lease, None)
             except grpc.aio.AioRpcError as error:
                 lease.release()
                 if not is_unreachable(error):
                     raise self._failed(route, error) from error
-                self._retry_or_raise(route, tried, lease, error)
+                last_error = error
+                self._note_unreachable(route, tried, lease, error)
             except BaseException:
                 lease.release()
                 raise
 
-    def _lease(self, route: ModelRoute, tried: set[str]) -> Lease:
-        lease = self._balancer.acquire(route.endpoints, exclude=tried)
-        if lease is None:
-            reason = (
-                "no backend is ready"
-                if not route.endpoints
-                else f"{len(tried)} backends could not be reached"
-            )
-            raise OverloadedError(f"model '{route.name}': {reason}; retry later", retry_after=5)
-        return lease
+    async def _route_after_unreachable(
+        self, route: ModelRoute, tried: set[str], error: grpc.aio.AioRpcError | None
+    ) -> ModelRoute:
+        """No endpoint left to try: a fresher route from discovery (a crashed backend replaced), or fail."""
+        if not tried:
+            raise OverloadedError(f"model '{route.name}': no backend is ready; retry later", retry_after=5)
+        replacement = await self._hold.after_unreachable(route, tried, self._unreachable_grace)
+        if replacement is not None:
+            return replacement
+        if error is not None:
+            raise router_error(error, route.name) from error
+        raise BackendError(f"model '{route.name}': no backend could be reached", retry_after=1)
 
-    def _retry_or_raise(
+    def _note_unreachable(
         self, route: ModelRoute, tried: set[str], lease: Lease, error: grpc.aio.AioRpcError | None
     ) -> None:
         tried.add(lease.address)
         metrics.BACKEND_ERRORS.labels(route.name, "UNAVAILABLE").inc()
-        if len(tried) >= self._tries or len(tried) >= len(route.endpoints):
+        if len(tried) >= self._tries:
             if error is not None:
                 raise router_error(error, route.name) from error
             raise BackendError(f"model '{route.name}': no backend could be reached", retry_after=1)

@@ -2,7 +2,8 @@
 
 The wait is bounded twice: at most `max_held` requests per model wait, each for at most `timeout`
 seconds; beyond either the answer is 503 with Retry-After. A model scaled to zero is asked for a replica
-by the first request that finds it so.
+by the first request that finds it so. A request whose every endpoint refused to connect (a backend that
+just crashed) waits briefly for discovery to notice, then is held like the others.
 """
 
 from __future__ import annotations
@@ -59,3 +60,24 @@ class Hold:
             if current.endpoints:
                 return current
             await self._discovery.wait_for_change()
+
+    async def after_unreachable(self, route: ModelRoute, tried: set[str], grace: float) -> ModelRoute | None:
+        """Every endpoint of `route` in `tried` refused connections. A provider that noticed (a crashed
+        process, a deleted pod) publishes a new table soon: wait up to `grace` seconds for one with an
+        untried endpoint, or with a replica on its way (then hold as usual). None: nothing changed."""
+        if not self._discovery.changes:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while True:
+            current = self._discovery.table().get(route.name)
+            if current is None:
+                return None
+            if set(current.endpoints) - tried:
+                return current
+            if current.can_hold:
+                return await self.ready(current)
+            try:
+                await asyncio.wait_for(self._discovery.wait_for_change(), deadline - loop.time())
+            except TimeoutError:
+                return None

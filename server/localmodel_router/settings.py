@@ -56,3 +56,9 @@ class RouterSettings(BaseSettings):
         gt=0,
         description="longest wait for a starting model's first backend (process start and model load)",
     )
+    unreachable_grace_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="when every replica refused connections, how long to wait for discovery to replace "
+        "them (a restarted process, a rescheduled pod) before answering 502; static routes never wait",
+    )

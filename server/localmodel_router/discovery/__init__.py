@@ -89,6 +89,8 @@ class PublishedTable:
 class Discovery(Protocol):
     """Keeps the routing table current."""
 
+    changes: bool  # whether new tables are ever published (static routes never change)
+
     def table(self) -> RoutingTable:
         """The current routing table (a snapshot; never mutated)."""
         ...

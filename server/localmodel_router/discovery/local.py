@@ -13,6 +13,8 @@ from localmodel_router.discovery import ModelRoute, PublishedTable, RoutingTable
 
 
 class LocalDiscovery:
+    changes = True
+
     def __init__(self, routes: Iterable[ModelRoute], wake: Callable[[str], None]) -> None:
         self._table = PublishedTable(RoutingTable({route.name: route for route in routes}))
         self._wake = wake

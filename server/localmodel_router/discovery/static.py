@@ -9,6 +9,8 @@ from localmodel_router.settings import StaticModel
 
 
 class StaticDiscovery:
+    changes = False
+
     def __init__(self, models: list[StaticModel]) -> None:
         created = int(time.time())
         self._table = PublishedTable(

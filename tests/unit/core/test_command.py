@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from typing import Any
+
+from localmodel.command import backend_command
+from localmodel.spec import LocalModelSpec
+
+
+def spec(**fields: Any) -> LocalModelSpec:
+    return LocalModelSpec.model_validate({"model": {"url": "hf://o/r/m.gguf"}, **fields})
+
+
+def test_defaults_leave_choices_to_the_backend() -> None:
+    command = backend_command(spec(), "/models/m.gguf", "0.0.0.0:50051")
+    assert command.argv == ["localmodel", "backend", "--addr", "0.0.0.0:50051", "--model", "/models/m.gguf"]
+    assert command.env == {}
+
+
+def test_engine_options_tasks_and_env() -> None:
+    command = backend_command(
+        spec(
+            tasks=["embedding"],
+            backend={
+                "engine": {
+                    "contextSize": 8192,
+                    "threads": 4,
+                    "batchSize": 256,
+                    "parallel": 4,
+                    "flashAttention": "on",
+                    "options": ["pooling:mean"],
+                    "args": ["--mlock"],
+                }
+            },
+            env=[{"name": "OMP_NUM_THREADS", "value": "4"}],
+        ),
+        "/m.gguf",
+        "127.0.0.1:7000",
+    )
+    assert command.args == (
+        "--addr", "127.0.0.1:7000", "--model", "/m.gguf",
+        "--context-size", "8192", "--threads", "4", "--batch-size", "256", "--parallel", "4",
+        "--flash-attention", "on", "--embeddings", "--option", "pooling:mean", "--mlock",
+    )  # fmt: skip
+    assert command.env == {"OMP_NUM_THREADS": "4"}
+
+
+def test_gpus_offload_every_layer_unless_told_otherwise() -> None:
+    with_gpu = spec(resources={"gpu": {"count": 1}})
+    assert backend_command(with_gpu, "/m", "a:1").args[-2:] == ("--gpu-layers", "-1")
+    told = spec(resources={"gpu": {"count": 1}}, backend={"engine": {"gpuLayers": 10}})
+    assert backend_command(told, "/m", "a:1").args[-2:] == ("--gpu-layers", "10")
+
+
+def test_the_backend_accepts_every_flag_the_command_emits() -> None:
+    from localmodel_llamacpp.__main__ import build_parser
+
+    everything = spec(
+        tasks=["rerank"],
+        resources={"gpu": {"count": 1}},
+        backend={
+            "engine": {
+                "contextSize": 1,
+                "threads": 1,
+                "batchSize": 1,
+                "parallel": 2,
+                "flashAttention": "auto",
+            }
+        },
+    )
+    parsed = build_parser().parse_args(list(backend_command(everything, "/m.gguf", "a:1").args))
+    assert (parsed.context_size, parsed.parallel, parsed.gpu_layers, parsed.embeddings) == (1, 2, -1, True)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localmodel.sources import (
+    FileSource,
+    HttpSource,
+    HuggingFaceSource,
+    PvcSource,
+    SourceError,
+    cache_key,
+    parse_source,
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected", "filename"),
+    [
+        ("file:///models/m.gguf", FileSource(Path("/models/m.gguf")), "m.gguf"),
+        ("file:sub/m.gguf", FileSource(Path("/base/sub/m.gguf")), "m.gguf"),
+        (
+            "https://host/a/m%20x.gguf?download=1",
+            HttpSource("https://host/a/m%20x.gguf?download=1"),
+            "m x.gguf",
+        ),
+        ("hf://org/repo/dir/m.gguf", HuggingFaceSource("org/repo", "dir/m.gguf"), "m.gguf"),
+        ("hf://org/repo@v1.0/m.gguf", HuggingFaceSource("org/repo", "m.gguf", "v1.0"), "m.gguf"),
+        ("pvc://models/llama/m.gguf", PvcSource("models", "llama/m.gguf"), "m.gguf"),
+    ],
+)
+def test_parse(url: str, expected: object, filename: str) -> None:
+    source = parse_source(url, base_dir=Path("/base"))
+    assert source == expected
+    assert source.filename == filename
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("s3://bucket/m.gguf", "unsupported scheme 's3'"),
+        ("hf://org/m.gguf", "expected hf://ORG/REPO/path/to/file.gguf"),
+        ("hf://org/repo@/m.gguf", "empty repository or revision"),
+        ("file://server/m.gguf", "file URLs name no host"),
+        ("https://host/", "expected https://host/path/to/file.gguf"),
+        ("pvc://claim", "expected pvc://CLAIM/path/to/file.gguf"),
+    ],
+)
+def test_refused_with_what_is_allowed(url: str, message: str) -> None:
+    with pytest.raises(SourceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_source(url)
+
+
+def test_cache_key_is_stable_per_source() -> None:
+    main = parse_source("hf://org/repo/m.gguf")
+    assert cache_key(main) == cache_key(parse_source("hf://org/repo@main/m.gguf"))
+    assert cache_key(main) != cache_key(parse_source("hf://org/repo@v2/m.gguf"))

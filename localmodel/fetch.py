@@ -116,7 +116,7 @@ def _download(source: HttpSource, cache: ModelCache, sha256: str | None) -> Path
             return cache.blob_path(sha256)
         for attempt in range(1, DOWNLOAD_TRIES + 1):
             try:
-                _download_into(source.url, partial)
+                _download_into(source.url, partial, source.filename)
                 break
             except httpx.TransportError as error:  # a dropped connection: resume from what arrived
                 if attempt == DOWNLOAD_TRIES:
@@ -126,7 +126,7 @@ def _download(source: HttpSource, cache: ModelCache, sha256: str | None) -> Path
         return _keep_if_verified(partial, source.url, cache, sha256)
 
 
-def _download_into(url: str, partial: Path) -> None:
+def _download_into(url: str, partial: Path, filename: str) -> None:
     """Append the rest of `url` to `partial` (a Range request when part of it arrived already)."""
     have = partial.stat().st_size if partial.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
@@ -144,12 +144,12 @@ def _download_into(url: str, partial: Path) -> None:
         with (
             partial.open("ab" if have else "wb") as file,
             transfer_progress(
-                f"downloading {Path(partial).name.removesuffix('.part')} from {httpx.URL(url).host}",
+                f"downloading {filename} from {httpx.URL(url).host}",
                 total,
                 have,
             ) as advance,
         ):
-            for chunk in response.iter_bytes(CHUNK_BYTES):
+            for chunk in response.iter_bytes():  # as they arrive: a cut loses nothing already received
                 file.write(chunk)
                 advance(len(chunk))
         if total is not None and partial.stat().st_size < total:
@@ -175,7 +175,6 @@ def _from_hugging_face(
 ) -> Path:
     # Imported here: huggingface_hub takes a while to import and only hf:// sources need it.
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError
 
     try:
         path = Path(
@@ -187,8 +186,8 @@ def _from_hugging_face(
                 endpoint=endpoint or os.environ.get("HF_ENDPOINT"),
             )
         )
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        raise FetchError(f"{source.url}: {error}") from error
+    except Exception as error:  # huggingface_hub raises its own errors, OSError and raw HTTP errors
+        raise FetchError(f"{source.url}: {type(error).__name__}: {error}") from error
     if sha256 is not None and (actual := sha256_of(path, f"checking {source.url}")) != sha256:
         blob = path.resolve()
         path.unlink()  # the snapshot's link, then the bytes it points at

@@ -66,7 +66,7 @@ def fetch(
 ) -> Path:
     """The local path of the source's file, downloading and verifying it first where needed."""
     if isinstance(source, FileSource):
-        return _local_file(source, sha256)
+        return _local_file(source, sha256, cache)
     if isinstance(source, PvcSource):
         raise FetchError(
             f"{source.url}: pvc:// sources are mounted in a cluster; on one machine use a file: URL instead"
@@ -97,13 +97,23 @@ def sha256_of(path: Path, description: str | None = None) -> str:
     return digest.hexdigest()
 
 
-def _local_file(source: FileSource, sha256: str | None) -> Path:
+def _local_file(source: FileSource, sha256: str | None, cache: ModelCache) -> Path:
     if not source.path.is_file():
         raise FetchError(f"{source.url}: no such file")
-    if sha256 is not None and (actual := sha256_of(source.path)) != sha256:
+    if sha256 is None:
+        return source.path
+    # Hashing a large model takes seconds; a file unchanged since it was last verified is not hashed again.
+    stat = source.path.stat()
+    fingerprint = f"{source.path}\n{stat.st_size}\n{stat.st_mtime_ns}\n"
+    stamp = cache.root / "verified" / sha256
+    if stamp.is_file() and stamp.read_text() == fingerprint:
+        return source.path
+    if (actual := sha256_of(source.path)) != sha256:
         raise ChecksumMismatchError(
             f"{source.url}: sha256 is {actual}, the manifest expects {sha256}; the file was left as it is"
         )
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
     return source.path
 
 

@@ -124,3 +124,21 @@ def test_fetch_command_prints_the_path(server: FileServer, tmp_path: Path) -> No
     wrong = subprocess.run([*command[:-4], "--sha256", "f" * 64, "--cache-dir", str(tmp_path / "other")],
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert wrong.returncode == 1 and "the download was deleted" in wrong.stderr
+
+
+def test_local_files_are_verified_once_until_they_change(
+    tmp_path: Path, cache: ModelCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(DATA)
+    source = parse_source(model.as_uri())
+    assert fetch(source, cache, SHA256) == model
+    stamp = cache.root / "verified" / SHA256
+    assert stamp.is_file()
+    with monkeypatch.context() as patched:  # unchanged file: trusted without hashing again
+        patched.setattr("localmodel.fetch.sha256_of", lambda *_: pytest.fail("hashed again"))
+        assert fetch(source, cache, SHA256) == model
+    model.write_bytes(DATA[:-1] + b"!")  # changed: hashed again, and refused
+    with pytest.raises(ChecksumMismatchError, match="the file was left as it is"):
+        fetch(source, cache, SHA256)
+    assert model.exists()

@@ -162,3 +162,17 @@ def test_a_model_scaled_to_zero_wakes_on_its_first_request_and_sleeps_when_idle(
         assert len(backends_of(pid)) == 1
         wait_until(lambda: backends_of(pid) == {}, 15, "the idle model scaled back to zero")
         assert "lazy: idle for 2s; scaling to zero" in served.log()
+
+
+def test_run_serves_one_file_with_defaults(tmp_path: Path) -> None:
+    model = require_model("smollm2")
+    with LocalMode(["run", str(model), "--context-size", "512"], tmp_path / "c", tmp_path / "run.log") as served:
+        (listed,) = served.client().models.list()
+        assert listed.id == "SmolLM2-135M-Instruct.Q4_1"  # named after the file
+        reply = served.client().chat.completions.create(
+            model=listed.id, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
+        assert reply.usage is not None and reply.usage.completion_tokens > 0
+        assert served.process is not None
+        (argv,) = backends_of(served.process.pid).values()
+        assert argv[argv.index("--context-size") + 1] == "512"

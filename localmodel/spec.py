@@ -226,11 +226,42 @@ class ObjectMeta(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class ConditionType(StrEnum):
+    READY = "Ready"  # serving: at least one ready replica (or an external backend)
+    MODEL_AVAILABLE = "ModelAvailable"  # the model file was fetched (init containers finished)
+    PROGRESSING = "Progressing"  # a rollout or scale is under way
+    DEGRADED = "Degraded"  # fewer ready replicas than wanted, or the spec cannot be served
+
+
+class Condition(SpecModel):
+    type: ConditionType
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str | None = Field(default=None, description="RFC 3339 time of the last change.")
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class LocalModelStatus(SpecModel):
+    """Written by the operator; read by `kubectl get` (printer columns), HPAs (scale) and the router."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    conditions: list[Condition] = Field(default_factory=list)
+    replicas: int = Field(default=0, ge=0, description="Backend pods that exist.")
+    ready_replicas: int = Field(default=0, ge=0, description="Backend pods that are ready.")
+    selector: str | None = Field(default=None, description="Label selector of the backend pods (scale).")
+    observed_generation: int | None = Field(default=None, ge=0)
+    served_name: str | None = Field(default=None, description="The name clients send as `model`.")
+    summary: str | None = Field(default=None, description="One word for `kubectl get`: Ready, Loading, ...")
+
+
 class LocalModel(SpecModel):
     api_version: Literal["localmodel.dev/v1alpha1"]
     kind: Literal["LocalModel"]
     metadata: ObjectMeta
     spec: LocalModelSpec
+    status: LocalModelStatus | None = None
 
     @property
     def served_name(self) -> str:

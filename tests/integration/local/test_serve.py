@@ -166,7 +166,9 @@ def test_a_model_scaled_to_zero_wakes_on_its_first_request_and_sleeps_when_idle(
 
 def test_run_serves_one_file_with_defaults(tmp_path: Path) -> None:
     model = require_model("smollm2")
-    with LocalMode(["run", str(model), "--context-size", "512"], tmp_path / "c", tmp_path / "run.log") as served:
+    with LocalMode(
+        ["run", str(model), "--context-size", "512"], tmp_path / "c", tmp_path / "run.log"
+    ) as served:
         (listed,) = served.client().models.list()
         assert listed.id == "SmolLM2-135M-Instruct.Q4_1"  # named after the file
         reply = served.client().chat.completions.create(

@@ -1,0 +1,1 @@
+"""The localmodel operator: LocalModel resources → backend Deployments, Services and model caches."""

@@ -1,0 +1,246 @@
+"""Pure: a LocalModel and the operator settings → its children's manifests (dicts, as the API takes them).
+
+Children share the LocalModel's name and namespace: a Deployment of backend pods, a Service with a port
+named `grpc` selecting them, and (model cache `pvc`) a PersistentVolumeClaim for the model file. The
+backend container runs exactly the spec → command function's arguments (local mode runs the same).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from localmodel.command import backend_command
+from localmodel.fetch import ModelCache
+from localmodel.sources import FileSource, HttpSource, HuggingFaceSource, PvcSource, Source, parse_source
+from localmodel.spec import LocalModel
+from localmodel_operator.accelerators import placement
+from localmodel_operator.settings import OperatorSettings
+
+MODEL_LABEL = (
+    "localmodel.dev/model"  # what the Service, the router's discovery and `status.selector` select on
+)
+CACHE_MOUNT = "/models"
+PVC_MOUNT = "/mnt/model-source"
+CACHE_VOLUME, SOURCE_VOLUME, TMP_VOLUME = "model-cache", "model-source", "tmp"
+NON_ROOT_UID = 65532  # the backend image's user
+
+Manifest = dict[str, Any]
+
+
+def labels(model: LocalModel) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "localmodel-backend",
+        "app.kubernetes.io/instance": model.metadata.name,
+        "app.kubernetes.io/managed-by": "localmodel-operator",
+        MODEL_LABEL: model.metadata.name,
+    }
+
+
+def selector(model: LocalModel) -> dict[str, str]:
+    return {MODEL_LABEL: model.metadata.name}
+
+
+def selector_string(model: LocalModel) -> str:
+    """`status.selector` for the scale subresource (what HPAs read)."""
+    return ",".join(f"{key}={value}" for key, value in selector(model).items())
+
+
+def wanted_replicas(model: LocalModel) -> int:
+    return model.spec.initial_replicas
+
+
+def build_deployment(model: LocalModel, settings: OperatorSettings) -> Manifest:
+    spec = model.spec
+    where = placement(spec, settings)
+    assert spec.model is not None, "an external backend has no Deployment"  # callers check first
+    source = parse_source(spec.model.url, base_dir=Path("/"))
+    model_path, volumes, mounts, init_containers = _model_file(model, source, settings, where.image)
+    command = backend_command(spec, model_path, f"0.0.0.0:{settings.grpc_port}")
+    port = settings.grpc_port
+    container: Manifest = {
+        "name": "backend",
+        "image": where.image,
+        "args": list(command.args),
+        "env": [{"name": name, "value": value} for name, value in command.env.items()],
+        "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],
+        # Native gRPC probes ask the backend's grpc.health.v1 service: SERVING once the model is loaded.
+        "startupProbe": _grpc_probe(port, period=10, failures=max(1, settings.startup_seconds // 10)),
+        "readinessProbe": _grpc_probe(port, period=5, failures=2),
+        "livenessProbe": _grpc_probe(port, period=10, failures=3),
+        "resources": _resources(model, settings, where.limits),
+        "securityContext": _container_security(),
+        "volumeMounts": [*mounts, {"name": TMP_VOLUME, "mountPath": "/tmp"}],
+    }
+    pod_spec: Manifest = {
+        "containers": [container],
+        "initContainers": init_containers,
+        "volumes": [*volumes, {"name": TMP_VOLUME, "emptyDir": {}}],
+        "nodeSelector": where.node_selector,
+        "tolerations": where.tolerations,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": NON_ROOT_UID,
+            "runAsGroup": NON_ROOT_UID,
+            "fsGroup": NON_ROOT_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "automountServiceAccountToken": False,  # backends never call the Kubernetes API
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+    }
+    if where.runtime_class_name:
+        pod_spec["runtimeClassName"] = where.runtime_class_name
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(model),
+        "spec": {
+            "replicas": wanted_replicas(model),
+            "selector": {"matchLabels": selector(model)},
+            # One new pod at a time and none removed before its replacement is ready: a rollout never
+            # lowers the ready replicas (requests keep being served during a spec change).
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": {"labels": labels(model)}, "spec": _drop_empty(pod_spec)},
+        },
+    }
+
+
+def build_service(model: LocalModel, settings: OperatorSettings) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(model),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(model),
+            "ports": [
+                {
+                    "name": "grpc",
+                    "port": settings.grpc_port,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "grpc",
+                }
+            ],
+        },
+    }
+
+
+def build_cache_claim(model: LocalModel, settings: OperatorSettings) -> Manifest | None:
+    """The per-model PersistentVolumeClaim (model cache `pvc` and a source that is downloaded), else None."""
+    cache = settings.model_cache
+    if cache.kind != "pvc" or not _downloads(model):
+        return None
+    claim: Manifest = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {**_metadata(model), "name": cache_claim_name(model)},
+        "spec": {"accessModes": list(cache.access_modes), "resources": {"requests": {"storage": cache.size}}},
+    }
+    if cache.storage_class_name:
+        claim["spec"]["storageClassName"] = cache.storage_class_name
+    return claim
+
+
+def cache_claim_name(model: LocalModel) -> str:
+    return f"{model.metadata.name[:51]}-model-cache"
+
+
+def _downloads(model: LocalModel) -> bool:
+    source = model.spec.model
+    return source is not None and parse_source(source.url, Path("/")).__class__ in (
+        HttpSource,
+        HuggingFaceSource,
+    )
+
+
+def _model_file(
+    model: LocalModel, source: Source, settings: OperatorSettings, image: str
+) -> tuple[str, list[Manifest], list[Manifest], list[Manifest]]:
+    """(path of the model in the backend container, volumes, backend mounts, init containers) per source."""
+    assert model.spec.model is not None
+    sha256 = model.spec.model.sha256
+    cache_volume = _cache_volume(model, settings)
+    cache_mount = {"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT}
+    if isinstance(source, (HttpSource, HuggingFaceSource)):
+        path = str(ModelCache(Path(CACHE_MOUNT)).source_path(source))
+        fetch = _fetch_container(model, source.url, sha256, image, [cache_mount])
+        return path, [cache_volume], [{**cache_mount, "readOnly": True}], [fetch]
+    if isinstance(source, PvcSource):
+        path = str(PurePosixPath(PVC_MOUNT) / source.path)
+        volume = {
+            "name": SOURCE_VOLUME,
+            "persistentVolumeClaim": {"claimName": source.claim, "readOnly": True},
+        }
+        mount = {"name": SOURCE_VOLUME, "mountPath": PVC_MOUNT, "readOnly": True}
+    else:
+        assert isinstance(source, FileSource)
+        path, volume, mount = str(source.path), None, None  # a file in the image (or a volume the user adds)
+    if sha256 is None:
+        return path, [volume] if volume else [], [mount] if mount else [], []
+    # Checked before the backend starts, like a download; the cache volume only keeps the verification stamp.
+    verify = _fetch_container(model, f"file://{path}", sha256, image, [m for m in (mount, cache_mount) if m])
+    volumes = [v for v in (volume, {"name": CACHE_VOLUME, "emptyDir": {}}) if v]
+    return path, volumes, [mount] if mount else [], [verify]
+
+
+def _cache_volume(model: LocalModel, settings: OperatorSettings) -> Manifest:
+    cache = settings.model_cache
+    if cache.kind == "pvc":
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache_claim_name(model)}}
+    if cache.kind == "shared" and cache.shared_claim_name:
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache.shared_claim_name}}
+    return {"name": CACHE_VOLUME, "emptyDir": {}}
+
+
+def _fetch_container(
+    model: LocalModel, url: str, sha256: str | None, image: str, mounts: list[Manifest]
+) -> Manifest:
+    args = ["fetch", url, "--cache-dir", CACHE_MOUNT, *(["--sha256", sha256] if sha256 else [])]
+    return {
+        "name": "fetch-model",
+        "image": image,
+        "command": ["localmodel"],
+        "args": args,
+        # HF_TOKEN and proxies come from the model's env, as for the backend.
+        "env": [{"name": v.name, "value": v.value} for v in model.spec.env],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+        "securityContext": _container_security(),
+        "volumeMounts": [*mounts, {"name": TMP_VOLUME, "mountPath": "/tmp"}],
+    }
+
+
+def _grpc_probe(port: int, period: int, failures: int) -> Manifest:
+    return {
+        "grpc": {"port": port},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 5,
+    }
+
+
+def _resources(model: LocalModel, settings: OperatorSettings, device_limits: dict[str, str]) -> Manifest:
+    wanted = model.spec.resources
+    requests = {"cpu": wanted.cpu or settings.cpu_request, "memory": wanted.memory or settings.memory_request}
+    # Memory is limited to what is asked (a model that outgrows it is killed, not the node); CPU is not
+    # limited, since throttling a busy decode loop only makes it slower.
+    limits = {"memory": requests["memory"], **device_limits}
+    return {"requests": requests, "limits": limits}
+
+
+def _container_security() -> Manifest:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _metadata(model: LocalModel) -> Manifest:
+    return {"name": model.metadata.name, "namespace": model.metadata.namespace, "labels": labels(model)}
+
+
+def _drop_empty(pod_spec: Manifest) -> Manifest:
+    return {key: value for key, value in pod_spec.items() if value not in ({}, [], None)}

@@ -1,0 +1,99 @@
+"""Operator settings: from `LOCALMODEL_OPERATOR_*` environment variables and an optional YAML file.
+
+Accelerator profiles are a map keyed by name (`cpu`, `nvidia`, `amd`, `intel`), like KubeAI's resource
+profiles: a LocalModel asking for GPUs of a vendor gets that profile's image, device-plugin resource,
+node selector, tolerations and runtime class, each overridable per model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from localmodel import __version__
+
+IMAGE_REPOSITORY = "localmodel/backend-llama-cpp"
+
+
+class AcceleratorProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="backend image for this accelerator")
+    resource_name: str | None = Field(
+        default=None, description="device-plugin resource limited per GPU (e.g. nvidia.com/gpu); None: CPU"
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="node labels the pods require")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, description="taints the pods tolerate")
+    runtime_class_name: str | None = Field(default=None, description="RuntimeClass (e.g. nvidia)")
+
+
+def _default_profiles() -> dict[str, AcceleratorProfile]:
+    cpu_image = f"{IMAGE_REPOSITORY}:{__version__}"
+
+    def gpu(resource: str, image: str) -> AcceleratorProfile:
+        # GPU nodes are commonly tainted with the device resource name, so that only GPU pods land there.
+        toleration = {"key": resource, "operator": "Exists", "effect": "NoSchedule"}
+        return AcceleratorProfile(image=image, resource_name=resource, tolerations=[toleration])
+
+    return {
+        "cpu": AcceleratorProfile(image=cpu_image),
+        "nvidia": gpu("nvidia.com/gpu", f"{cpu_image}-cuda"),
+        "amd": gpu("amd.com/gpu", f"{cpu_image}-rocm"),
+        "intel": gpu("gpu.intel.com/i915", f"{cpu_image}-sycl"),
+    }
+
+
+class ModelCacheSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["emptyDir", "pvc", "shared"] = Field(
+        default="emptyDir",
+        description="emptyDir: each pod fetches the model (works everywhere); pvc: one claim per model, "
+        "kept across restarts; shared: one existing claim for every model (ReadWriteMany)",
+    )
+    size: str = Field(default="20Gi", description="size of a per-model claim (pvc)")
+    storage_class_name: str | None = Field(default=None, description="storage class of per-model claims")
+    access_modes: list[str] = Field(
+        default_factory=lambda: ["ReadWriteOnce"], description="access modes of per-model claims"
+    )
+    shared_claim_name: str | None = Field(default=None, description="the existing claim (shared)")
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LOCALMODEL_OPERATOR_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="namespaces to watch; empty: every namespace (cluster-wide)"
+    )
+    accelerators: dict[str, AcceleratorProfile] = Field(
+        default_factory=_default_profiles, description="profiles keyed by `cpu` and GPU vendor"
+    )
+    cpu_request: str = Field(default="1", description="CPU request of a backend without spec.resources.cpu")
+    memory_request: str = Field(
+        default="1Gi", description="memory request of a backend without spec.resources.memory"
+    )
+    model_cache: ModelCacheSettings = Field(default_factory=ModelCacheSettings)
+    grpc_port: int = Field(default=50051, ge=1, le=65535, description="the backends' gRPC port")
+    startup_seconds: int = Field(
+        default=1800,
+        ge=10,
+        description="how long a backend may take to fetch and load its model before Kubernetes restarts it "
+        "(large models on slow disks take many minutes)",
+    )
+    termination_grace_seconds: int = Field(
+        default=45,
+        ge=0,
+        description="for requests in flight when a backend pod stops (backend grace + margin)",
+    )
+
+
+def load_settings(path: Path | None) -> OperatorSettings:
+    """Settings from the YAML file (if any); `LOCALMODEL_OPERATOR_*` variables set what it leaves out."""
+    values: dict[str, Any] = (yaml.safe_load(path.read_text()) or {}) if path else {}
+    return OperatorSettings(**values)

@@ -1,0 +1,149 @@
+"""The operator's pure builders over a matrix of specs; every manifest checked against Kubernetes' schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from localmodel.manifests import parse_manifest
+from localmodel.spec import LocalModel
+from localmodel_operator.accelerators import UnknownAcceleratorError
+from localmodel_operator.builders import build_cache_claim, build_deployment, build_service, selector_string
+from localmodel_operator.settings import ModelCacheSettings, OperatorSettings
+from tests.support.kube_schemas import assert_valid
+
+SHA = "a" * 64
+
+
+def model(name: str = "m", **spec: Any) -> LocalModel:
+    document = {
+        "apiVersion": "localmodel.dev/v1alpha1",
+        "kind": "LocalModel",
+        "metadata": {"name": name, "namespace": "ai"},
+        "spec": {"model": {"url": "https://models.example/m.gguf", "sha256": SHA}, **spec},
+    }
+    return parse_manifest(document, "test")
+
+
+SPECS = {
+    "cpu": {"resources": {"cpu": "2", "memory": "2Gi"}, "backend": {"engine": {"contextSize": 4096}}},
+    "nvidia": {"model": {"url": "hf://org/repo/m.gguf"}, "resources": {"gpu": {"count": 1}}, "replicas": 2},
+    "gpu-pool": {
+        "resources": {"gpu": {"count": 2, "vendor": "amd"}},
+        "nodeSelector": {"pool": "mi300"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ai", "effect": "NoExecute"}],
+    },
+    "pvc-source": {"model": {"url": "pvc://models/llama/m.gguf", "sha256": SHA}},
+    "file-in-image": {"model": {"url": "file:///opt/models/m.gguf"}},
+    "scale-to-zero": {"minReplicas": 0, "env": [{"name": "HF_TOKEN", "value": "t"}]},
+}
+CACHES = {"emptyDir": ModelCacheSettings(), "pvc": ModelCacheSettings(kind="pvc", storage_class_name="fast")}
+
+
+def pod(deployment: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return spec
+
+
+@pytest.mark.parametrize("cache", CACHES)
+@pytest.mark.parametrize("case", SPECS)
+def test_every_manifest_is_a_valid_kubernetes_object(case: str, cache: str) -> None:
+    settings = OperatorSettings(model_cache=CACHES[cache])
+    built = model(**SPECS[case])
+    manifests = [build_deployment(built, settings), build_service(built, settings)]
+    claim = build_cache_claim(built, settings)
+    manifests += [claim] if claim else []
+    for manifest in manifests:
+        assert_valid(manifest)
+    deployment = manifests[0]
+    assert deployment["metadata"] == manifests[1]["metadata"]
+    assert deployment["spec"]["selector"]["matchLabels"] == manifests[1]["spec"]["selector"]
+    assert selector_string(built) == "localmodel.dev/model=m"
+
+
+def test_cpu_backend_runs_the_spec_command_with_probes_and_a_locked_down_pod() -> None:
+    deployment = build_deployment(model(**SPECS["cpu"]), OperatorSettings())
+    (backend,) = pod(deployment)["containers"]
+    assert backend["args"][:4] == ["--addr", "0.0.0.0:50051", "--model", backend["args"][3]]
+    assert backend["args"][3].startswith("/models/sources/") and backend["args"][3].endswith("/m.gguf")
+    assert backend["args"][4:] == ["--context-size", "4096"]
+    assert backend["readinessProbe"]["grpc"] == {"port": 50051}
+    assert backend["startupProbe"]["failureThreshold"] * backend["startupProbe"]["periodSeconds"] == 1800
+    assert backend["resources"] == {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
+    assert backend["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod(deployment)["securityContext"]["runAsNonRoot"] is True
+    assert "nodeSelector" not in pod(deployment) and "runtimeClassName" not in pod(deployment)
+    (fetch,) = pod(deployment)["initContainers"]
+    assert fetch["args"] == [
+        "fetch",
+        "https://models.example/m.gguf",
+        "--cache-dir",
+        "/models",
+        "--sha256",
+        SHA,
+    ]
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_one_nvidia_gpu_gets_the_device_limit_toleration_and_cuda_image() -> None:
+    deployment = build_deployment(model(**SPECS["nvidia"]), OperatorSettings())
+    (backend,) = pod(deployment)["containers"]
+    assert backend["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert backend["image"].endswith("-cuda")
+    assert backend["args"][-2:] == ["--gpu-layers", "-1"]
+    assert pod(deployment)["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert deployment["spec"]["replicas"] == 2
+
+
+def test_custom_pool_selector_and_tolerations_add_to_the_profile() -> None:
+    settings = OperatorSettings()
+    settings.accelerators["amd"].node_selector["gpu-vendor"] = "amd"
+    settings.accelerators["amd"].runtime_class_name = "rocm"
+    deployment = build_deployment(model(**SPECS["gpu-pool"]), settings)
+    spec = pod(deployment)
+    assert spec["nodeSelector"] == {"gpu-vendor": "amd", "pool": "mi300"}
+    assert [t["key"] for t in spec["tolerations"]] == ["amd.com/gpu", "dedicated"]
+    assert spec["runtimeClassName"] == "rocm"
+    assert spec["containers"][0]["resources"]["limits"]["amd.com/gpu"] == "2"
+
+
+def test_pvc_source_is_mounted_read_only_and_verified() -> None:
+    deployment = build_deployment(model(**SPECS["pvc-source"]), OperatorSettings())
+    spec = pod(deployment)
+    assert {
+        "name": "model-source",
+        "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
+    } in spec["volumes"]
+    assert spec["containers"][0]["args"][3] == "/mnt/model-source/llama/m.gguf"
+    (verify,) = spec["initContainers"]
+    assert verify["args"][:2] == ["fetch", "file:///mnt/model-source/llama/m.gguf"]
+
+
+def test_file_in_the_image_needs_no_init_container_or_cache() -> None:
+    spec = pod(build_deployment(model(**SPECS["file-in-image"]), OperatorSettings()))
+    assert "initContainers" not in spec
+    assert spec["containers"][0]["args"][3] == "/opt/models/m.gguf"
+    assert [volume["name"] for volume in spec["volumes"]] == ["tmp"]
+
+
+def test_per_model_cache_claim() -> None:
+    settings = OperatorSettings(model_cache=CACHES["pvc"])
+    built = model(**SPECS["cpu"])
+    claim = build_cache_claim(built, settings)
+    assert claim is not None and claim["metadata"]["name"] == "m-model-cache"
+    assert claim["spec"]["storageClassName"] == "fast"
+    volumes = pod(build_deployment(built, settings))["volumes"]
+    assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "m-model-cache"}} in volumes
+    assert build_cache_claim(model(**SPECS["file-in-image"]), settings) is None
+
+
+def test_a_vendor_without_profile_is_an_error_naming_the_field() -> None:
+    settings = OperatorSettings()
+    del settings.accelerators["intel"]
+    with pytest.raises(
+        UnknownAcceleratorError, match=r"spec.resources.gpu.vendor 'intel': no accelerator profile"
+    ):
+        build_deployment(model(resources={"gpu": {"vendor": "intel"}}), settings)

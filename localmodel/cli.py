@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         ("fetch", "download a model file into the cache and print its path"),
         ("backend", "run the llama.cpp gRPC backend"),
         ("router", "run the OpenAI-compatible router over fixed backend addresses"),
+        ("operator", "run the Kubernetes operator: LocalModels → backend Deployments"),
     ):
         commands.add_parser(name, help=help_text, add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         from localmodel_router.__main__ import main as router_main
 
         return router_main(rest)
+    if args.command == "operator":
+        from localmodel_operator.__main__ import main as operator_main
+
+        return operator_main(rest)
     if args.command == "fetch":
         return fetch_main(rest)
     return serve_main(rest, one_file=args.command == "run")

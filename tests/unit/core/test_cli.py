@@ -22,7 +22,17 @@ def test_version() -> None:
     assert run("--version").stdout.strip() == f"localmodel {__version__}"
 
 
-@pytest.mark.parametrize(("command", "flag"), [("backend", "--addr"), ("router", "--model")])
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        ("backend", "--addr"),
+        ("router", "--model"),
+        ("serve", "--filename"),
+        ("run", "--task"),
+        ("fetch", "--sha256"),
+        ("operator", "--config"),
+    ],
+)
 def test_each_command_has_its_own_flags(command: str, flag: str) -> None:
     result = run(command, "--help")
     assert result.returncode == 0 and flag in result.stdout

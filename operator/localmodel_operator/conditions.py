@@ -1,0 +1,154 @@
+"""Pure: what a LocalModel's children say → its status (conditions, replica counts, one-word summary).
+
+Conditions keep their lastTransitionTime while their status stays the same, so that `kubectl describe`
+shows when a model became ready, not when the operator last looked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from localmodel.spec import Condition, ConditionType, LocalModel, LocalModelStatus
+
+Status = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The Deployment's status as the operator last read it (all zero before it exists)."""
+
+    replicas: int = 0
+    ready: int = 0
+    updated: int = 0
+    available: int = 0
+    generation_seen: bool = True  # the Deployment controller has seen the latest spec
+
+    @classmethod
+    def from_deployment(cls, deployment: dict[str, Any] | None) -> Observed:
+        if deployment is None:
+            return cls(generation_seen=False)
+        status = deployment.get("status") or {}
+        generation = deployment.get("metadata", {}).get("generation")
+        return cls(
+            replicas=status.get("replicas", 0),
+            ready=status.get("readyReplicas", 0),
+            updated=status.get("updatedReplicas", 0),
+            available=status.get("availableReplicas", 0),
+            generation_seen=generation is None or status.get("observedGeneration", 0) >= generation,
+        )
+
+
+def status_for(
+    model: LocalModel,
+    wanted: int,
+    observed: Observed,
+    selector: str,
+    previous: list[dict[str, Any]],
+    now: datetime,
+) -> Status:
+    """The status of a LocalModel served by a Deployment with `wanted` replicas."""
+    rolling = not observed.generation_seen or observed.updated < wanted or observed.replicas > wanted
+    if wanted == 0:
+        ready = ("False", "ScaledToZero", "No replicas; the first request starts one.")
+        summary = "ScaledToZero"
+    elif observed.ready > 0:
+        ready = ("True", "ReplicasReady", f"{observed.ready}/{wanted} replicas ready.")
+        summary = "Ready"
+    else:
+        ready = ("False", "Loading", f"0/{wanted} replicas ready: fetching or loading the model.")
+        summary = "Loading"
+    conditions = [
+        (ConditionType.READY, *ready),
+        (
+            ConditionType.MODEL_AVAILABLE,
+            *(
+                ("True", "Loaded", "A replica has loaded the model.")
+                if observed.ready > 0
+                else ("Unknown", "NoReadyReplica", "No replica has loaded the model yet.")
+            ),
+        ),
+        (
+            ConditionType.PROGRESSING,
+            *(
+                ("True", "RollingOut", f"{observed.updated}/{wanted} replicas run the latest spec.")
+                if rolling
+                else ("False", "Complete", "Every replica runs the latest spec.")
+            ),
+        ),
+        (
+            ConditionType.DEGRADED,
+            *(
+                ("True", "ReplicasUnavailable", f"{observed.ready}/{wanted} replicas ready.")
+                if 0 < wanted and observed.ready < wanted and not rolling
+                else ("False", "AsExpected", "")
+            ),
+        ),
+    ]
+    return _status(model, conditions, previous, now, summary, observed.replicas, observed.ready, selector)
+
+
+def invalid_status(
+    model_name: str, reason: str, message: str, previous: list[dict[str, Any]], now: datetime
+) -> Status:
+    """A spec the operator cannot serve: Ready and Degraded say why; nothing else is claimed."""
+    conditions = [
+        Condition(type=ConditionType.READY, status="False", reason=reason, message=message),
+        Condition(type=ConditionType.DEGRADED, status="True", reason=reason, message=message),
+    ]
+    return {
+        "conditions": [_dump(c, previous, now) for c in conditions],
+        "summary": "Invalid",
+        "servedName": model_name,
+    }
+
+
+def external_status(model: LocalModel, previous: list[dict[str, Any]], now: datetime) -> Status:
+    message = f"Routed to the external backend {model.spec.backend.address}."
+    conditions = [
+        (ConditionType.READY, "True", "ExternalBackend", message),
+        (ConditionType.MODEL_AVAILABLE, "True", "ExternalBackend", message),
+        (ConditionType.PROGRESSING, "False", "ExternalBackend", "Nothing to roll out."),
+        (ConditionType.DEGRADED, "False", "ExternalBackend", ""),
+    ]
+    return _status(model, conditions, previous, now, "External", 0, 0, None)
+
+
+def _status(
+    model: LocalModel,
+    conditions: list[tuple[ConditionType, str, str, str]],
+    previous: list[dict[str, Any]],
+    now: datetime,
+    summary: str,
+    replicas: int,
+    ready: int,
+    selector: str | None,
+) -> Status:
+    generation = model.metadata.model_extra.get("generation") if model.metadata.model_extra else None
+    built = [
+        Condition(type=kind, status=state, reason=reason, message=message, observed_generation=generation)  # type: ignore[arg-type]
+        for kind, state, reason, message in conditions
+    ]
+    status = LocalModelStatus(
+        replicas=replicas,
+        ready_replicas=ready,
+        selector=selector,
+        observed_generation=generation,
+        served_name=model.served_name,
+        summary=summary,
+    )
+    dumped = status.model_dump(by_alias=True, exclude_none=True, exclude={"conditions"})
+    return {**dumped, "conditions": [_dump(condition, previous, now) for condition in built]}
+
+
+def _dump(condition: Condition, previous: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    before = next((c for c in previous if c.get("type") == condition.type.value), None)
+    unchanged = before is not None and before.get("status") == condition.status
+    when = before.get("lastTransitionTime") if unchanged and before else None
+    stamped = condition.model_copy(update={"last_transition_time": when or _rfc3339(now)})
+    return stamped.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

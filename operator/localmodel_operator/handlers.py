@@ -1,0 +1,142 @@
+"""kopf handlers: read the LocalModel, call the pure builders and planner, apply, write status. Thin."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from localmodel.manifests import ManifestError, parse_manifest
+from localmodel.sources import SourceError
+from localmodel.spec import API_GROUP, LocalModel
+from localmodel_operator.accelerators import UnknownAcceleratorError
+from localmodel_operator.builders import (
+    MODEL_LABEL,
+    build_cache_claim,
+    build_deployment,
+    build_service,
+    selector_string,
+    wanted_replicas,
+)
+from localmodel_operator.conditions import Observed, external_status, invalid_status, status_for
+from localmodel_operator.kube import Kube
+from localmodel_operator.plan import plan
+from localmodel_operator.settings import OperatorSettings
+
+LOCALMODELS = (API_GROUP, "v1alpha1", "localmodels")
+MANAGED = {"app.kubernetes.io/managed-by": "localmodel-operator"}
+
+
+@kopf.on.resume(*LOCALMODELS)
+@kopf.on.create(*LOCALMODELS)
+@kopf.on.update(*LOCALMODELS)
+async def localmodel_reconcile(
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    patch: kopf.Patch,
+    memo: Any,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    kube: Kube = memo.kube
+    settings: OperatorSettings = memo.settings
+    namespace = namespace or "default"  # LocalModels are namespaced; kopf types allow None for others
+    previous = list(body.get("status", {}).get("conditions", []))
+    try:
+        model = parse_manifest(_plain(body), f"LocalModel {namespace}/{name}")
+        if model.spec.backend.address:
+            patch.status.update(external_status(model, previous, _now()))
+            return
+        children = _children(model, settings)
+    except (ManifestError, SourceError, UnknownAcceleratorError) as error:
+        # Past the CRD schema but not servable: say so where users look, and do not retry.
+        patch.status.update(invalid_status(name, "InvalidSpec", str(error), previous, _now()))
+        kopf.warn(body, reason="InvalidSpec", message=str(error))
+        raise kopf.PermanentError(str(error)) from None
+    for child in children:
+        kopf.adopt(child, owner=body)
+    existing = {
+        child["kind"]: await kube.read(child["kind"], namespace, name_of(child)) for child in children
+    }
+    for step in plan(children, existing):
+        if step.action == "keep":
+            continue
+        logger.info("%s %s: %s", step.action, step.name, step.reason)
+        if step.action == "create":
+            await kube.create(step.manifest)
+        else:
+            await kube.apply(step.manifest)
+        kopf.info(body, reason=step.action.capitalize() + "d", message=f"{step.name}: {step.reason}")
+    deployment = await kube.read("Deployment", namespace, name)
+    status = status_for(
+        model,
+        wanted_replicas(model),
+        Observed.from_deployment(deployment),
+        selector_string(model),
+        previous,
+        _now(),
+    )
+    patch.status.update(status)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def deployment_event(
+    event: kopf.RawEvent, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A backend Deployment changed (pods became ready, a rollout moved): refresh its LocalModel's status."""
+    if event["type"] == "DELETED" or namespace is None:
+        return
+    model_name = body.get("metadata", {}).get("labels", {}).get(MODEL_LABEL)
+    kube: Kube = memo.kube
+    found = await kube.read_model(namespace, model_name) if model_name else None
+    if found is None:
+        return  # the LocalModel is gone; garbage collection removes the Deployment
+    try:
+        model = parse_manifest(found, f"LocalModel {namespace}/{model_name}")
+    except ManifestError:
+        return  # the LocalModel's own handler reports it
+    previous = list((found.get("status") or {}).get("conditions", []))
+    status = status_for(
+        model,
+        wanted_replicas(model),
+        Observed.from_deployment(_plain(body)),
+        selector_string(model),
+        previous,
+        _now(),
+    )
+    if _changed(found.get("status") or {}, status):
+        await kube.patch_model_status(namespace, model.metadata.name, status)
+
+
+def _children(model: LocalModel, settings: OperatorSettings) -> list[dict[str, Any]]:
+    claim = build_cache_claim(model, settings)
+    return [*([claim] if claim else []), build_deployment(model, settings), build_service(model, settings)]
+
+
+def name_of(manifest: dict[str, Any]) -> str:
+    name: str = manifest["metadata"]["name"]
+    return name
+
+
+def _changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether writing `new` changes anything a reader sees (transition times stay while nothing moves)."""
+    return any(current.get(key) != value for key, value in new.items())
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    """kopf's read-only body views as plain dicts (what pydantic and the builders take)."""
+    if isinstance(body, dict) or hasattr(body, "items"):
+        return {key: _plain(value) for key, value in body.items()}
+    if isinstance(body, list):
+        return [_plain(item) for item in body]  # type: ignore[return-value]
+    return body  # type: ignore[no-any-return]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+logging.getLogger("kopf.objects").setLevel(logging.INFO)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from localmodel.logs import configure_logging
 from localmodel_operator import handlers  # noqa: F401  (kopf registers handlers on import)
 from localmodel_operator.settings import load_settings
-from localmodel_operator.startup import configure
+from localmodel_operator.startup import initial_memo
 
 
 def main(argv: list[str] | None = None, prog: str = "localmodel operator") -> int:
@@ -33,12 +33,12 @@ def main(argv: list[str] | None = None, prog: str = "localmodel operator") -> in
         settings = load_settings(args.config)
     except (ValidationError, OSError) as error:
         parser.exit(2, f"{prog}: invalid settings: {error}\n")
-    configure(settings)
     asyncio.run(
         kopf.operator(
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             liveness_endpoint=args.liveness,
+            memo=initial_memo(settings),
         )
     )
     return 0

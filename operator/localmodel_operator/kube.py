@@ -6,6 +6,7 @@ it sets and never overwrites what others own; an object that does not exist yet 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -38,7 +39,8 @@ class Kube:
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            await config.load_kube_config()
+            # Read KUBECONFIG now: the client library reads it once, when it is imported.
+            await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         return cls(client.ApiClient())
 
     async def close(self) -> None:

@@ -13,22 +13,32 @@ from localmodel_operator.settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 
-def configure(operator_settings: OperatorSettings) -> None:
-    """Register the startup handler with the settings the entry point built."""
+def initial_memo(operator_settings: OperatorSettings) -> kopf.Memo:
+    """What the entry point hands kopf: the settings it built (handlers read them from `memo`)."""
+    return kopf.Memo(settings=operator_settings)
 
-    @kopf.on.startup()
-    async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        # Annotations, not status, keep kopf's bookkeeping: status belongs to conditions users read.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="localmodel.dev")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="localmodel.dev")
-        settings.posting.level = logging.INFO  # Events for every step, not only warnings
-        # API errors: retry with backoff rather than give up (the API server may be restarting).
-        settings.networking.error_backoffs = [1, 2, 5, 10, 30]
-        memo.settings = operator_settings
-        memo.kube = await Kube.connect()
 
-    @kopf.on.cleanup()
-    async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
-        kube: Kube | None = memo.get("kube")
-        if kube is not None:
-            await kube.close()
+@kopf.on.login()
+def operator_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The pod's service account in a cluster, else the kubeconfig (`KUBECONFIG`, read at login time)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    # Annotations, not status, keep kopf's bookkeeping: status belongs to the conditions users read.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="localmodel.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="localmodel.dev")
+    settings.posting.level = logging.INFO  # Events for every step, not only warnings
+    # API errors: retry with backoff rather than give up (the API server may be restarting).
+    settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    if "settings" not in memo:
+        memo.settings = OperatorSettings()
+    memo.kube = await Kube.connect()
+
+
+@kopf.on.cleanup()
+async def operator_cleanup(memo: Any, **_: Any) -> None:
+    kube: Kube | None = memo.get("kube")
+    if kube is not None:
+        await kube.close()

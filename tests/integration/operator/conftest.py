@@ -51,10 +51,11 @@ class ApiServer(kmock.KubernetesEmulator):
                 and data["spec"] != {k: v for k, v in current.get("spec", {}).items() if k in data["spec"]}
             ):
                 metadata["generation"] = current.get("metadata", {}).get("generation", 1) + 1
-        deleted = self._current(request) if request.action == kmock.action.DELETE else None
+        # An object goes on DELETE, or on the PATCH that removes its last finalizer.
+        before = self._current(request) if request.name is not None else None
         response = await super()._handle(request)
-        if deleted is not None:
-            self._collect_garbage(deleted.get("metadata", {}).get("uid"))
+        if before is not None and self._current(request) is None:
+            self._collect_garbage(before.get("metadata", {}).get("uid"))
         return response
 
     def _current(self, request: Any) -> dict[str, Any] | None:
@@ -66,10 +67,10 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _collect_garbage(self, owner_uid: str | None) -> None:
         for found in list(self.objects.values()):
-            owners = [] if found.deleted else found.raw.get("metadata", {}).get("ownerReferences", [])
-            if any(owner.get("uid") == owner_uid for owner in owners):
+            metadata = {} if found.deleted else found.raw.get("metadata", {})
+            if any(owner.get("uid") == owner_uid for owner in metadata.get("ownerReferences", [])):
                 found.delete()
-                self._collect_garbage(found.raw.get("metadata", {}).get("uid"))
+                self._collect_garbage(metadata.get("uid"))
 
 
 _versions = itertools.count(1)
@@ -160,8 +161,9 @@ users: [{{name: tester, user: {{token: test}}}}]
     return Cluster(server)
 
 
-@pytest.fixture
-async def operator(cluster: Cluster) -> AsyncIterator[Cluster]:
+@contextlib.asynccontextmanager
+async def run_operator() -> AsyncIterator[None]:
+    """The operator's kopf handlers, running in this event loop until the block ends."""
     from localmodel_operator import handlers  # noqa: F401  (registers the handlers)
 
     settings = kopf.OperatorSettings()
@@ -181,11 +183,17 @@ async def operator(cluster: Cluster) -> AsyncIterator[Cluster]:
     await asyncio.wait_for(ready.wait(), 10)
     await asyncio.sleep(0.5)  # its watch streams open
     try:
-        yield cluster
+        yield
     finally:
         stop.set()
         # kopf waits for its watch streams to end; the emulator's never do, so end them here.
-        await asyncio.wait({running}, timeout=5)
+        await asyncio.wait({running}, timeout=0.5)
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+@pytest.fixture
+async def operator(cluster: Cluster) -> AsyncIterator[Cluster]:
+    async with run_operator():
+        yield cluster

@@ -1,23 +1,51 @@
-"""The operator, for real, against the Kubernetes API emulator."""
+"""The operator, for real (kopf, its handlers, kubernetes_asyncio), against the Kubernetes API emulator."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
-from tests.integration.operator.conftest import Cluster
+import pytest
 
+from tests.integration.operator.conftest import Cluster, run_operator
+
+DEPLOYMENTS, SERVICES, EVENTS = "apps/v1/deployments", "v1/services", "v1/events"
 SPEC: dict[str, Any] = {"model": {"url": "https://models.example/m.gguf"}, "replicas": 1}
 
 
-def condition(model: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    return next((c for c in model.get("status", {}).get("conditions", []) if c["type"] == kind), None)
+def condition(model: dict[str, Any], kind: str) -> dict[str, Any]:
+    conditions = model.get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == kind), {})
 
 
-async def test_create_makes_an_owned_deployment_and_service_and_says_progressing(operator: Cluster) -> None:
+def template(cluster: Cluster) -> dict[str, Any]:
+    deployment = cluster.child(DEPLOYMENTS, "m")
+    assert deployment is not None
+    spec: dict[str, Any] = deployment["spec"]["template"]
+    return spec
+
+
+def events(cluster: Cluster) -> list[tuple[str, str]]:
+    return [
+        (event.raw.get("reason"), event.raw.get("message"))
+        for (resource, _, _), event in cluster.server.objects.items()
+        if resource.plural == "events" and not event.deleted
+    ]
+
+
+@pytest.fixture
+async def served(operator: Cluster) -> AsyncIterator[Cluster]:
+    """One LocalModel, reconciled."""
     await operator.apply_model("m", SPEC)
-    deployment = await operator.wait_for(lambda: operator.child("apps/v1/deployments", "m"), "a Deployment")
-    service = await operator.wait_for(lambda: operator.child("v1/services", "m"), "a Service")
-    uid = operator.model("m")["metadata"]["uid"]
+    await operator.wait_for(lambda: condition(operator.model("m"), "Progressing"), "a first status")
+    yield operator
+
+
+async def test_create_makes_owned_children_and_a_truthful_status(served: Cluster) -> None:
+    uid = served.model("m")["metadata"]["uid"]
+    deployment, service = served.child(DEPLOYMENTS, "m"), served.child(SERVICES, "m")
+    assert deployment is not None and service is not None
     for child in (deployment, service):
         (owner,) = child["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
@@ -27,9 +55,73 @@ async def test_create_makes_an_owned_deployment_and_service_and_says_progressing
             True,
         )
     assert service["spec"]["ports"][0]["name"] == "grpc"
-    status = await operator.wait_for(
-        lambda: operator.model("m").get("status", {}).get("conditions"), "status"
+    status = served.model("m")["status"]
+    assert (status["selector"], status["servedName"], status["summary"]) == (
+        "localmodel.dev/model=m",
+        "m",
+        "Loading",
     )
-    assert condition(operator.model("m"), "Ready") == condition(operator.model("m"), "Ready")
-    assert status and condition(operator.model("m"), "Progressing")["status"] == "True"  # type: ignore[index]
-    assert operator.model("m")["status"]["selector"] == "localmodel.dev/model=m"
+    assert condition(served.model("m"), "Ready")["status"] == "False"
+    assert condition(served.model("m"), "Progressing")["status"] == "True"
+    assert ("Created", "Deployment/m: absent") in events(served)
+
+
+async def test_ready_replicas_make_it_ready(served: Cluster) -> None:
+    await served.set_deployment_status(
+        "m",
+        {
+            "replicas": 1,
+            "readyReplicas": 1,
+            "updatedReplicas": 1,
+            "availableReplicas": 1,
+            "observedGeneration": 1,
+        },
+    )
+    await served.wait_for(lambda: condition(served.model("m"), "Ready").get("status") == "True", "Ready=True")
+    model = served.model("m")
+    assert (model["status"]["readyReplicas"], model["status"]["summary"]) == (1, "Ready")
+    assert condition(model, "ModelAvailable")["status"] == "True"
+    assert condition(model, "Progressing")["status"] == "False"
+
+
+async def test_spec_change_rolls_the_pod_template(served: Cluster) -> None:
+    before = template(served)
+    await served.patch_model("m", {"backend": {"engine": {"contextSize": 1024}}})
+    await served.wait_for(
+        lambda: "--context-size" in template(served)["spec"]["containers"][0]["args"], "new args"
+    )
+    assert template(served) != before
+
+
+async def test_replicas_change_scales_and_leaves_the_template_alone(served: Cluster) -> None:
+    before = template(served)
+    await served.patch_model("m", {"replicas": 3})
+    await served.wait_for(lambda: served.child(DEPLOYMENTS, "m")["spec"]["replicas"] == 3, "3 replicas")  # type: ignore[index]
+    assert template(served) == before
+
+
+async def test_delete_removes_the_children(served: Cluster) -> None:
+    await served.delete_model("m")
+    await served.wait_for(
+        lambda: served.child(DEPLOYMENTS, "m") is None and served.child(SERVICES, "m") is None, "gone"
+    )
+
+
+async def test_an_invalid_spec_is_reported_never_crashes(operator: Cluster) -> None:
+    # Past the schema (the emulator has none) but not servable: GPUs of a vendor with no profile.
+    await operator.apply_model("bad", {**SPEC, "resources": {"gpu": {"vendor": "acme"}}})
+    await operator.wait_for(lambda: condition(operator.model("bad"), "Ready"), "a status")
+    ready = condition(operator.model("bad"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.resources.gpu.vendor" in ready["message"]
+    assert any(reason == "InvalidSpec" for reason, _ in events(operator))
+    assert operator.child(DEPLOYMENTS, "bad") is None
+    await operator.apply_model("good", SPEC)  # and the operator carries on
+    await operator.wait_for(lambda: operator.child(DEPLOYMENTS, "good"), "the next model served")
+
+
+async def test_a_restarted_operator_writes_nothing_that_is_right_already(served: Cluster) -> None:
+    writes_before = served.writes(DEPLOYMENTS) + served.writes(SERVICES)
+    async with run_operator():
+        await asyncio.sleep(2)  # a second operator resumes every LocalModel
+    assert served.writes(DEPLOYMENTS) + served.writes(SERVICES) == writes_before

@@ -1,164 +1,28 @@
-"""kopf running for real against kmock's Kubernetes emulator over HTTP on loopback.
-
-The emulator merges JSON and stops there; where the operator needs what an API server does (uid,
-generation, garbage collection of owned objects) the fixtures below add it, never the product code.
-"""
+"""kopf running for real against kmock's Kubernetes emulator over HTTP on loopback (extended in
+tests/support/api_server.py with what the operator relies on: uid, generation, garbage collection)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import attrs
 import kmock
 import kopf
 import pytest
 
 from localmodel_operator.settings import OperatorSettings
 from localmodel_operator.startup import initial_memo
-
-LOCALMODELS = "localmodel.dev/v1alpha1/localmodels"
-NAMESPACE = "ai"
-
-
-@attrs.define(kw_only=True)
-class ApiServer(kmock.KubernetesEmulator):
-    """kmock's emulator plus what the operator relies on from a real API server: `generateName`, uid,
-    resourceVersion, `generation` bumped on spec changes, and garbage collection of owned objects."""
-
-    async def _handle(self, request: Any) -> Any:
-        data = request.data if isinstance(request.data, dict) else None
-        if request.resource is not None and data is not None and request.action == kmock.action.CREATE:
-            metadata = data.setdefault("metadata", {})
-            if not metadata.get("name") and metadata.get("generateName"):
-                metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
-            metadata.setdefault("uid", str(uuid.uuid4()))
-            metadata.setdefault("generation", 1)
-            metadata["resourceVersion"] = str(next(_versions))
-        elif request.resource is not None and data is not None and request.action == kmock.action.UPDATE:
-            metadata = data.setdefault("metadata", {})
-            metadata["resourceVersion"] = str(next(_versions))
-            current = self._current(request)
-            if (
-                current is not None
-                and "spec" in data
-                and request.subresource is None
-                and data["spec"] != {k: v for k, v in current.get("spec", {}).items() if k in data["spec"]}
-            ):
-                metadata["generation"] = current.get("metadata", {}).get("generation", 1) + 1
-        # An object goes on DELETE, or on the PATCH that removes its last finalizer.
-        before = self._current(request) if request.name is not None else None
-        response = await super()._handle(request)
-        if before is not None and self._current(request) is None:
-            self._collect_garbage(before.get("metadata", {}).get("uid"))
-        return response
-
-    def _current(self, request: Any) -> dict[str, Any] | None:
-        try:
-            found = self.objects[request.resource, request.namespace, request.name]
-        except KeyError:
-            return None
-        return None if found.deleted else dict(found.raw)
-
-    def _collect_garbage(self, owner_uid: str | None) -> None:
-        for found in list(self.objects.values()):
-            metadata = {} if found.deleted else found.raw.get("metadata", {})
-            if any(owner.get("uid") == owner_uid for owner in metadata.get("ownerReferences", [])):
-                found.delete()
-                self._collect_garbage(metadata.get("uid"))
-
-
-_versions = itertools.count(1)
-
-
-class Cluster:
-    """The API server, and what a test does to it as a user (kubectl) or as a cluster controller."""
-
-    def __init__(self, server: ApiServer) -> None:
-        self.server = server
-
-    def path(self, name: str) -> str:
-        return f"/apis/localmodel.dev/v1alpha1/namespaces/{NAMESPACE}/localmodels/{name}"
-
-    async def apply_model(self, name: str, spec: dict[str, Any]) -> None:
-        body = {
-            "apiVersion": "localmodel.dev/v1alpha1",
-            "kind": "LocalModel",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": spec,
-        }
-        await self.server.post(f"/apis/localmodel.dev/v1alpha1/namespaces/{NAMESPACE}/localmodels", json=body)
-
-    async def patch_model(self, name: str, spec: dict[str, Any]) -> None:
-        await self.server.patch(self.path(name), json={"spec": spec})
-
-    async def delete_model(self, name: str) -> None:
-        await self.server.delete(self.path(name))
-
-    async def set_deployment_status(self, name: str, status: dict[str, Any]) -> None:
-        """What the Deployment controller (and kubelets) would report."""
-        await self.server.patch(
-            f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}/status", json={"status": status}
-        )
-
-    def model(self, name: str) -> dict[str, Any]:
-        return dict(self.server.objects[LOCALMODELS, NAMESPACE, name].raw)
-
-    def child(self, resource: str, name: str) -> dict[str, Any] | None:
-        try:
-            found = self.server.objects[resource, NAMESPACE, name]
-        except KeyError:
-            return None
-        return None if found.deleted else dict(found.raw)
-
-    def writes(self, resource: str) -> list[str]:
-        """The write requests made to objects of `resource`: `METHOD name`."""
-        return [
-            f"{request.method} {request.name or request.data.get('metadata', {}).get('name')}"
-            for request in self.server[kmock.resource(resource)]
-            if str(request.method) in ("POST", "PATCH", "PUT")
-        ]
-
-    async def wait_for(self, check: Any, what: str, timeout: float = 15.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not (found := check()):
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"not within {timeout:.0f}s: {what}")
-            await asyncio.sleep(0.05)
-        return found
+from tests.support.api_server import ApiServer, Cluster, declare
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
     async with ApiServer() as server, kmock.Server(server):
-        yield _declare(server, tmp_path, monkeypatch)
-
-
-def _declare(server: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
-    server.resources.load_bundled()
-    server.resources[LOCALMODELS] = {
-        "kind": "LocalModel",
-        "namespaced": True,
-        "verbs": ["list", "watch", "get", "create", "update", "patch", "delete"],
-        "subresources": ["status"],
-    }
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-current-context: emulator
-clusters: [{{name: emulator, cluster: {{server: "{server.url}"}}}}]
-contexts: [{{name: emulator, context: {{cluster: emulator, user: tester}}}}]
-users: [{{name: tester, user: {{token: test}}}}]
-"""
-    )
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    return Cluster(server)
+        cluster, kubeconfig = declare(server, tmp_path)
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        yield cluster
 
 
 @contextlib.asynccontextmanager

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.operator.conftest import Cluster, run_operator
+from tests.integration.operator.conftest import run_operator
+from tests.support.api_server import Cluster
 
 DEPLOYMENTS, SERVICES, EVENTS = "apps/v1/deployments", "v1/services", "v1/events"
 SPEC: dict[str, Any] = {"model": {"url": "https://models.example/m.gguf"}, "replicas": 1}

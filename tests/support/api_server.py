@@ -23,6 +23,11 @@ class ApiServer(kmock.KubernetesEmulator):
     """kmock's emulator plus what the operator relies on from a real API server: `generateName`, uid,
     resourceVersion, `generation` bumped on spec changes, and garbage collection of owned objects."""
 
+    # The emulator keeps every request for assertions and matches each new one against that history,
+    # so a request costs more the more came before. Tests keep them all; the scale benchmark keeps
+    # only requests still being served (finished ones are then not there to assert on).
+    keep_history: bool = attrs.field(default=True)
+
     async def _handle(self, request: Any) -> Any:
         data = request.data if isinstance(request.data, dict) else None
         if request.resource is not None and data is not None and request.action == kmock.action.CREATE:
@@ -48,6 +53,8 @@ class ApiServer(kmock.KubernetesEmulator):
         response = await super()._handle(request)
         if before is not None and self._current(request) is None:
             self._collect_garbage(before.get("metadata", {}).get("uid"))
+        if not self.keep_history:
+            self._requests.remove(request)
         return response
 
     def _current(self, request: Any) -> dict[str, Any] | None:

@@ -71,15 +71,10 @@ async def localmodel_reconcile(
         else:
             await kube.apply(step.manifest)
         kopf.info(body, reason=step.action.capitalize() + "d", message=f"{step.name}: {step.reason}")
-    deployment = await kube.read("Deployment", namespace, name)
-    status = status_for(
-        model,
-        wanted_replicas(model),
-        Observed.from_deployment(deployment),
-        selector_string(model),
-        previous,
-        _now(),
-    )
+    # The Deployment as read before any write: its status is what the pods say (a new one has none yet);
+    # the Deployment's own events refresh the LocalModel's status from here on.
+    observed = Observed.from_deployment(existing.get("Deployment"))
+    status = status_for(model, wanted_replicas(model), observed, selector_string(model), previous, _now())
     patch.status.update(status)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -126,3 +127,19 @@ async def test_a_restarted_operator_writes_nothing_that_is_right_already(served:
     async with run_operator():
         await asyncio.sleep(2)  # a second operator resumes every LocalModel
     assert served.writes(DEPLOYMENTS) + served.writes(SERVICES) == writes_before
+
+
+async def test_the_real_entry_point_reconciles(cluster: Cluster) -> None:
+    """`localmodel operator` as users run it: a process, the kubeconfig from KUBECONFIG."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "localmodel.cli", "operator", stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await cluster.apply_model("m", SPEC)
+        await cluster.wait_for(
+            lambda: cluster.child(DEPLOYMENTS, "m"), "a Deployment from the operator process", 30
+        )
+    finally:
+        process.terminate()
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()[-2000:]

@@ -35,6 +35,12 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reconciled(server: ApiServer) -> int:
     """LocalModels with a status, a Deployment and a Service (one pass: the server shares this loop)."""
     names: dict[str, set[str]] = {"localmodels": set(), "deployments": set(), "services": set()}
@@ -45,7 +51,7 @@ def reconciled(server: ApiServer) -> int:
     return len(names["localmodels"] & names["deployments"] & names["services"])
 
 
-async def measure(count: int, folder: Path) -> tuple[float, float]:
+async def measure(count: int, folder: Path) -> tuple[float, float, float]:
     async with ApiServer(keep_history=False) as server, kmock.Server(server):
         _, kubeconfig = declare(server, folder)
         log = (folder / "operator.log").open("w")
@@ -65,7 +71,7 @@ async def measure(count: int, folder: Path) -> tuple[float, float]:
             await asyncio.sleep(3)  # the operator starts and opens its watches
             if operator.poll() is not None:
                 raise RuntimeError(f"the operator exited: {(folder / 'operator.log').read_text()}")
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_seconds(operator.pid)
             path = f"/apis/localmodel.dev/v1alpha1/namespaces/{NAMESPACE}/localmodels"
             for index in range(count):
                 body = {
@@ -80,7 +86,7 @@ async def measure(count: int, folder: Path) -> tuple[float, float]:
                     raise RuntimeError(f"only {done}/{count} reconciled after 600 s")
                 await asyncio.sleep(1.0)
             elapsed = time.perf_counter() - started
-            return elapsed, peak_rss_mib(operator.pid)
+            return elapsed, cpu_seconds(operator.pid) - cpu_before, peak_rss_mib(operator.pid)
         finally:
             operator.terminate()
             operator.wait(30)
@@ -92,13 +98,16 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        elapsed, rss = asyncio.run(measure(args.models, Path(os.environ.get("BENCH_DIR", work))))
+        elapsed, cpu, rss = asyncio.run(measure(args.models, Path(os.environ.get("BENCH_DIR", work))))
     table = Table(title=f"Operator: {args.models} LocalModels against the API emulator")
-    for column in ("seconds to reconcile all", "LocalModels/s", "operator peak RSS MiB"):
+    for column in ("seconds to reconcile all", "LocalModels/s", "operator CPU s", "operator peak RSS MiB"):
         table.add_column(column, justify="right")
-    table.add_row(f"{elapsed:.1f}", f"{args.models / elapsed:.0f}", f"{rss:.0f}")
-    Console().print(table)
-    Console().print(f"target ≤ 30 s: {'met' if elapsed <= 30 else 'NOT met'}")
+    table.add_row(f"{elapsed:.1f}", f"{args.models / elapsed:.1f}", f"{cpu:.1f}", f"{rss:.0f}")
+    console = Console()
+    console.print(table)
+    console.print(f"target ≤ 30 s for 1,000: {'met' if elapsed <= 30 and args.models >= 1000 else 'NOT met'}")
+    # The emulator runs in this process; when it, not the operator, is busy, the wall time is its.
+    console.print(f"operator busy {100 * cpu / elapsed:.0f}% of the wall time (the rest: waiting on the API)")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ SERVER_SIDE_APPLY: dict[str, Any] = {
     "_content_type": "application/apply-patch+yaml",
 }
 MERGE_PATCH: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
+# The kinds the operator creates, as the generated client spells them in method names.
+CHILD_KINDS = {
+    "Deployment": "deployment",
+    "Service": "service",
+    "PersistentVolumeClaim": "persistent_volume_claim",
+}
 
 
 class Kube:
@@ -46,36 +52,27 @@ class Kube:
     async def close(self) -> None:
         await self._api.close()
 
+    def _method(self, verb: str, kind: str) -> Any:
+        """The generated client's method for `verb` on a child kind, e.g. `read_namespaced_deployment`."""
+        api = self._apps if kind == "Deployment" else self._core
+        return getattr(api, f"{verb}_namespaced_{CHILD_KINDS[kind]}")
+
     async def read(self, kind: str, namespace: str, name: str) -> Manifest | None:
-        reader = {
-            "Deployment": self._apps.read_namespaced_deployment,
-            "Service": self._core.read_namespaced_service,
-            "PersistentVolumeClaim": self._core.read_namespaced_persistent_volume_claim,
-        }[kind]
         try:
-            return self._plain(await reader(name, namespace))
+            return self._plain(await self._method("read", kind)(name, namespace))
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
 
     async def create(self, manifest: Manifest) -> None:
-        namespace = manifest["metadata"]["namespace"]
-        creator = {
-            "Deployment": self._apps.create_namespaced_deployment,
-            "Service": self._core.create_namespaced_service,
-            "PersistentVolumeClaim": self._core.create_namespaced_persistent_volume_claim,
-        }[manifest["kind"]]
-        await creator(namespace, manifest, field_manager=FIELD_MANAGER)
+        create = self._method("create", manifest["kind"])
+        await create(manifest["metadata"]["namespace"], manifest, field_manager=FIELD_MANAGER)
 
     async def apply(self, manifest: Manifest) -> None:
         metadata = manifest["metadata"]
-        patcher = {
-            "Deployment": self._apps.patch_namespaced_deployment,
-            "Service": self._core.patch_namespaced_service,
-            "PersistentVolumeClaim": self._core.patch_namespaced_persistent_volume_claim,
-        }[manifest["kind"]]
-        await patcher(metadata["name"], metadata["namespace"], manifest, **SERVER_SIDE_APPLY)
+        patch = self._method("patch", manifest["kind"])
+        await patch(metadata["name"], metadata["namespace"], manifest, **SERVER_SIDE_APPLY)
 
     async def read_model(self, namespace: str, name: str) -> Manifest | None:
         try:

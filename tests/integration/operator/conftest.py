@@ -26,7 +26,7 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 
 @contextlib.asynccontextmanager
-async def run_operator() -> AsyncIterator[None]:
+async def run_operator(operator_settings: OperatorSettings | None = None) -> AsyncIterator[None]:
     """The operator's kopf handlers, running in this event loop until the block ends."""
     from localmodel_operator import handlers  # noqa: F401  (registers the handlers)
 
@@ -39,7 +39,7 @@ async def run_operator() -> AsyncIterator[None]:
             settings=settings,
             clusterwide=True,
             standalone=True,
-            memo=initial_memo(OperatorSettings()),
+            memo=initial_memo(operator_settings or OperatorSettings()),
             stop_flag=stop,
             ready_flag=ready,
         )

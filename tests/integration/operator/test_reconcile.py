@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from localmodel_operator.settings import ModelCacheSettings, OperatorSettings
 from tests.integration.operator.conftest import run_operator
 from tests.support.api_server import Cluster
 
-DEPLOYMENTS, SERVICES, EVENTS = "apps/v1/deployments", "v1/services", "v1/events"
+DEPLOYMENTS, SERVICES, CLAIMS = "apps/v1/deployments", "v1/services", "v1/persistentvolumeclaims"
 SPEC: dict[str, Any] = {"model": {"url": "https://models.example/m.gguf"}, "replicas": 1}
 
 
@@ -143,3 +144,17 @@ async def test_the_real_entry_point_reconciles(cluster: Cluster) -> None:
         process.terminate()
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, stderr.decode()[-2000:]
+
+
+async def test_a_per_model_cache_claim_is_created_and_owned(cluster: Cluster) -> None:
+    settings = OperatorSettings(model_cache=ModelCacheSettings(kind="pvc", size="5Gi"))
+    async with run_operator(settings):
+        await cluster.apply_model("m", SPEC)
+        claim = await cluster.wait_for(
+            lambda: cluster.child("v1/persistentvolumeclaims", "m-model-cache"), "a claim"
+        )
+        await cluster.wait_for(lambda: cluster.child(DEPLOYMENTS, "m"), "a Deployment")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["metadata"]["ownerReferences"][0]["name"] == "m"
+    volumes = template(cluster)["spec"]["volumes"]
+    assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "m-model-cache"}} in volumes

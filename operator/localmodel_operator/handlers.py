@@ -70,7 +70,9 @@ async def localmodel_reconcile(
             await kube.create(step.manifest)
         else:
             await kube.apply(step.manifest)
-        kopf.info(body, reason=step.action.capitalize() + "d", message=f"{step.name}: {step.reason}")
+        kopf.event(
+            body, type="Normal", reason=f"{step.action.capitalize()}d", message=f"{step.name}: {step.reason}"
+        )
     # The Deployment as read before any write: its status is what the pods say (a new one has none yet);
     # the Deployment's own events refresh the LocalModel's status from here on.
     observed = Observed.from_deployment(existing.get("Deployment"))

@@ -29,7 +29,9 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     # Annotations, not status, keep kopf's bookkeeping: status belongs to the conditions users read.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="localmodel.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="localmodel.dev")
-    settings.posting.level = logging.INFO  # Events for every step, not only warnings
+    # kopf's own log lines become Events from WARNING up; "handler succeeded" on every Deployment change
+    # would double the API writes. The operator's steps are posted as Normal Events by the handlers.
+    settings.posting.level = logging.WARNING
     # API errors: retry with backoff rather than give up (the API server may be restarting).
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
     if "settings" not in memo:

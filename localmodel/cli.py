@@ -61,8 +61,11 @@ def fetch_main(argv: list[str]) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    sha256 = args.sha256.lower() if args.sha256 else None
+    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        parser.error(f"--sha256 {args.sha256!r}: expected 64 hexadecimal digits")
     try:
-        path = fetch(parse_source(args.url), ModelCache(args.cache_dir), args.sha256)
+        path = fetch(parse_source(args.url), ModelCache(args.cache_dir), sha256)
     except (FetchError, SourceError) as error:
         parser.exit(1, f"localmodel fetch: {error}\n")
     sys.stdout.write(f"{path}\n")
@@ -70,6 +73,8 @@ def fetch_main(argv: list[str]) -> int:
 
 
 def serve_main(argv: list[str], one_file: bool) -> int:
+    import yaml
+
     from localmodel.fetch import FetchError, ModelCache
     from localmodel.local.runtime import LocalSettings, resolve_models, run
     from localmodel.logs import configure_logging
@@ -82,11 +87,11 @@ def serve_main(argv: list[str], one_file: bool) -> int:
     try:
         if one_file:
             where = Path.cwd() / "(command line)"
-            manifests = [Manifest(parse_manifest(_manifest_for_file(args), "localmodel run"), where)]
+            manifests = [Manifest(parse_manifest(_manifest_for_file(args), "the model"), where)]
         else:
             manifests = load_manifests(args.filename)
         router = _router_settings(args)
-    except ValueError as error:  # ManifestError, pydantic's ValidationError, a bad settings file
+    except (ValueError, OSError, yaml.YAMLError) as error:  # manifests, settings, an unreadable --config
         parser.exit(USAGE_ERROR, f"{parser.prog}: {error}\n")
     settings = LocalSettings(router, ModelCache(args.cache_dir), args.startup_timeout, args.drain_seconds)
     try:
@@ -149,7 +154,9 @@ def _router_settings(args: argparse.Namespace) -> Any:
 
     from localmodel_router.settings import RouterSettings
 
-    values: dict[str, Any] = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
+    values = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{args.config}: expected a mapping of router settings")
     if values.get("models"):
         raise ValueError(f"{args.config}: `models` belong in LocalModel manifests in local mode")
     flags = {"host": args.host, "port": args.port, "api_keys": args.api_key or None}

@@ -124,6 +124,8 @@ def _download(source: HttpSource, cache: ModelCache, sha256: str | None) -> Path
     with FileLock(f"{partial}.lock"):
         if sha256 is not None and cache.blob_path(sha256).is_file():
             return cache.blob_path(sha256)
+        if sha256 is None and cache.source_path(source).is_file():
+            return cache.source_path(source).resolve()  # fetched by whoever held the lock before us
         for attempt in range(1, DOWNLOAD_TRIES + 1):
             try:
                 _download_into(source.url, partial, source.filename)
@@ -139,13 +141,20 @@ def _download(source: HttpSource, cache: ModelCache, sha256: str | None) -> Path
 def _download_into(url: str, partial: Path, filename: str) -> None:
     """Append the rest of `url` to `partial` (a Range request when part of it arrived already)."""
     have = partial.stat().st_size if partial.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    # Identity encoding: byte offsets must be the file's, not a compressed stream's.
+    headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
     timeout = httpx.Timeout(30.0, read=120.0)
     with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=timeout) as response:
         if response.status_code == 416 and have:
             return  # the partial file is complete already
         if response.status_code not in (200, 206):
             raise FetchError(f"{url}: HTTP {response.status_code} {response.reason_phrase}")
+        if response.status_code == 206 and not response.headers.get("Content-Range", "").startswith(
+            f"bytes {have}-"
+        ):
+            raise FetchError(
+                f"{url}: the server resumed at the wrong offset ({response.headers.get('Content-Range')})"
+            )
         if response.status_code == 200 and have:
             log.info("%s: the server does not resume downloads; starting over", url)
             have = 0

@@ -40,6 +40,7 @@ class ModelGroup:
         self._startup_timeout = startup_timeout
         self._grace = grace
         self._replicas: list[BackendSupervisor] = []
+        self._leaving: set[BackendSupervisor] = set()  # removed from routing, still being stopped
         self._started = 0  # replicas ever started, to label each one
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -71,9 +72,14 @@ class ModelGroup:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._remove_all_replicas()
+        # A scale-down cancelled above may have left replicas mid-stop: finish stopping them.
+        await asyncio.gather(*(replica.stop(self._grace) for replica in list(self._leaving)))
 
     def _command_for(self, address: str) -> BackendCommand:
-        return backend_command(self._spec, str(self._model_path), address)
+        command = backend_command(self._spec, str(self._model_path), address)
+        # The backend finishes its requests a little before local mode would kill it.
+        grace = ("--grace-period", str(max(1.0, self._grace - 2)))
+        return BackendCommand((*command.args[:4], *grace, *command.args[4:]), command.env)
 
     def _add_replicas(self, count: int, give_up_if_first_start_fails: bool) -> None:
         for _ in range(count):
@@ -86,8 +92,10 @@ class ModelGroup:
 
     async def _remove_all_replicas(self) -> None:
         leaving, self._replicas = self._replicas, []
+        self._leaving.update(leaving)
         self._publish()  # out of the routing table first, then drained and stopped
         await asyncio.gather(*(replica.stop(self._grace) for replica in leaving))
+        self._leaving.difference_update(leaving)
 
     def _publish(self) -> None:
         ready = [replica.address for replica in self._replicas if replica.address is not None]

@@ -93,7 +93,10 @@ class BackendSupervisor:
             started = loop.time()
             try:
                 await self._run_once()
-            except BackendStartError as error:
+            except Exception as error:  # a start failure, or anything else: never die silently
+                if not isinstance(error, BackendStartError):
+                    log.exception("%s: supervising the backend failed", self.label)
+                    error = BackendStartError(f"{type(error).__name__}: {error}")
                 if give_up_if_first_start_fails and not self.first_ready.done():
                     self.first_ready.set_exception(error)
                     return
@@ -156,18 +159,21 @@ class BackendSupervisor:
 
     async def _watch(self, health: health_pb2_grpc.HealthStub, process: asyncio.subprocess.Process) -> int:
         """Wait for the process to exit, killing it if it stops answering health checks."""
+        exited = asyncio.ensure_future(process.wait())  # one waiter for the process's whole life
         failures = 0
-        while True:
-            try:
-                return await asyncio.wait_for(asyncio.shield(process.wait()), LIVENESS_PERIOD_SECONDS)
-            except TimeoutError:
-                pass
-            failures = 0 if await _is_serving(health, timeout=LIVENESS_PERIOD_SECONDS) else failures + 1
-            if failures >= LIVENESS_FAILURES and process.returncode is None:
-                log.error(
-                    "%s: %d health checks failed; killing process %d", self.label, failures, process.pid
-                )
-                process.kill()
+        try:
+            while True:
+                done, _ = await asyncio.wait({exited}, timeout=LIVENESS_PERIOD_SECONDS)
+                if done:
+                    return exited.result()
+                failures = 0 if await _is_serving(health, timeout=LIVENESS_PERIOD_SECONDS) else failures + 1
+                if failures >= LIVENESS_FAILURES and process.returncode is None:
+                    log.error(
+                        "%s: %d health checks failed; killing process %d", self.label, failures, process.pid
+                    )
+                    process.kill()
+        finally:
+            exited.cancel()
 
 
 async def _is_serving(health: health_pb2_grpc.HealthStub, timeout: float) -> bool:
@@ -178,9 +184,18 @@ async def _is_serving(health: health_pb2_grpc.HealthStub, timeout: float) -> boo
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+# Resolved here, in the parent: the child between fork and exec must not load libraries (other threads
+# of the parent may hold the loader's locks).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+_PARENT_PID = os.getpid()
+
+
 def _exit_with_parent() -> None:
     """In the child, before exec: SIGTERM when local mode dies, even by SIGKILL (Linux), so no backend
-    outlives it."""
-    if sys.platform == "linux":
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    outlives it. A parent that died before this ran is noticed by the changed parent id."""
+    if _PRCTL is not None:
+        parent = _PARENT_PID
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)

@@ -78,6 +78,9 @@ class Hold:
             if current.can_hold:
                 return await self.ready(current)
             try:
-                await asyncio.wait_for(self._discovery.wait_for_change(), deadline - loop.time())
+                # asyncio.timeout, not wait_for: on 3.11 wait_for starts the wait in a task of its own,
+                # which could miss a table published before that task first runs.
+                async with asyncio.timeout(deadline - loop.time()):
+                    await self._discovery.wait_for_change()
             except TimeoutError:
                 return None

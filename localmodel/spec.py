@@ -266,10 +266,3 @@ class LocalModel(SpecModel):
     @property
     def served_name(self) -> str:
         return self.spec.served_name or self.metadata.name
-
-
-def local_model(name: str, spec: LocalModelSpec) -> LocalModel:
-    """A LocalModel built in code (e.g. by `localmodel run`)."""
-    return LocalModel(
-        api_version="localmodel.dev/v1alpha1", kind="LocalModel", metadata=ObjectMeta(name=name), spec=spec
-    )

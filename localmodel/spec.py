@@ -25,6 +25,9 @@ SHA256_HEX = r"^[a-f0-9]{64}$"
 # Kubernetes resource quantities (`500m`, `2`, `4Gi`, `1.5`).
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 URL_SCHEMES = ("file", "http", "https", "hf", "pvc")
+# On every object the operator makes for a LocalModel (pods, Service, EndpointSlices via the Service):
+# what the Service, `status.selector` and the router's discovery select on.
+MODEL_LABEL = f"{API_GROUP}/model"
 
 
 class SpecModel(BaseModel):
@@ -145,6 +148,60 @@ class EnvVar(SpecModel):
     value: str = Field(default="", description="Value.")
 
 
+class BalancingStrategy(StrEnum):
+    LEAST_OUTSTANDING = "LeastOutstanding"
+    PREFIX_HASH = "PrefixHash"
+
+
+class PrefixHashOptions(SpecModel):
+    """Consistent hashing with bounded load over a prompt prefix (KV-cache affinity)."""
+
+    prefix_char_length: int = Field(
+        default=100,
+        ge=1,
+        le=10000,
+        description="Characters of the first user message (after any system prompt) that pick the replica.",
+    )
+    mean_load_factor: int = Field(
+        default=125,
+        ge=100,
+        le=1000,
+        description="A replica takes a prefix only while its requests stay below this percentage of the "
+        "mean load (plus one); otherwise the next replica on the ring does.",
+    )
+    replication: int = Field(default=256, ge=1, le=1024, description="Points per replica on the hash ring.")
+
+
+class LoadBalancing(SpecModel):
+    strategy: BalancingStrategy = Field(
+        default=BalancingStrategy.LEAST_OUTSTANDING,
+        description="LeastOutstanding: the replica with fewest requests in flight. PrefixHash: the same "
+        "conversation goes back to the replica that holds its KV cache, within a load bound.",
+    )
+    prefix_hash: PrefixHashOptions = Field(
+        default_factory=PrefixHashOptions, description="Options of the PrefixHash strategy."
+    )
+
+
+class Autoscaling(SpecModel):
+    """The operator's autoscaler: replicas follow the router's requests per model."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Let the operator set `replicas` between minReplicas and maxReplicas from the "
+        "router's load. false: something else (an HPA, KEDA) drives the scale subresource.",
+    )
+    target_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests (running and waiting) per replica to aim at (default: "
+        "`backend.engine.parallel`, or 1).",
+    )
+    window_seconds: int = Field(
+        default=60, ge=1, le=3600, description="Load is averaged over this many seconds."
+    )
+
+
 class LocalModelSpec(SpecModel):
     model: ModelSource | None = Field(
         default=None, description="The GGUF file to serve. Required unless `backend.address` is set."
@@ -181,6 +238,12 @@ class LocalModelSpec(SpecModel):
     max_tokens: int | None = Field(
         default=None, ge=1, description="Cap on tokens generated per request (default: no cap)."
     )
+    load_balancing: LoadBalancing = Field(
+        default_factory=LoadBalancing, description="How the router picks a replica for a request."
+    )
+    autoscaling: Autoscaling = Field(
+        default_factory=Autoscaling, description="How replicas follow load (between min and max)."
+    )
     resources: Resources = Field(default_factory=Resources, description="Per-replica resources.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels replicas require.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Taints replicas tolerate.")
@@ -209,6 +272,11 @@ class LocalModelSpec(SpecModel):
         if self.max_replicas is not None:
             return self.max_replicas
         return max(self.replicas or 0, self.min_replicas, 1)
+
+    @property
+    def target_requests(self) -> int:
+        """Requests per replica the autoscaler aims at: as many as one replica decodes at once."""
+        return self.autoscaling.target_requests or self.backend.engine.parallel or 1
 
     @property
     def loads_embeddings(self) -> bool:

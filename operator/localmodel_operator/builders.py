@@ -13,13 +13,10 @@ from typing import Any
 from localmodel.command import backend_command
 from localmodel.fetch import ModelCache
 from localmodel.sources import FileSource, HttpSource, HuggingFaceSource, PvcSource, Source, parse_source
-from localmodel.spec import LocalModel
+from localmodel.spec import MODEL_LABEL, LocalModel
 from localmodel_operator.accelerators import placement
 from localmodel_operator.settings import OperatorSettings
 
-MODEL_LABEL = (
-    "localmodel.dev/model"  # what the Service, the router's discovery and `status.selector` select on
-)
 CACHE_MOUNT = "/models"
 PVC_MOUNT = "/mnt/model-source"
 CACHE_VOLUME, SOURCE_VOLUME, TMP_VOLUME = "model-cache", "model-source", "tmp"

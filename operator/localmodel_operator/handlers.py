@@ -10,11 +10,10 @@ import kopf
 
 from localmodel.manifests import ManifestError, parse_manifest
 from localmodel.sources import SourceError
-from localmodel.spec import API_GROUP, LocalModel
+from localmodel.spec import API_GROUP, MODEL_LABEL, LocalModel
 from localmodel_operator import startup  # noqa: F401  (registers the startup and cleanup handlers)
 from localmodel_operator.accelerators import UnknownAcceleratorError
 from localmodel_operator.builders import (
-    MODEL_LABEL,
     build_cache_claim,
     build_deployment,
     build_service,

@@ -6,12 +6,12 @@ it sets and never overwrites what others own; an object that does not exist yet 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from localmodel import kubeclient
 from localmodel.spec import API_GROUP
 
 FIELD_MANAGER = "localmodel-operator"
@@ -41,13 +41,7 @@ class Kube:
 
     @classmethod
     async def connect(cls) -> Kube:
-        """In a pod: its service account; elsewhere: the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            # Read KUBECONFIG now: the client library reads it once, when it is imported.
-            await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-        return cls(client.ApiClient())
+        return cls(await kubeclient.connect())
 
     async def close(self) -> None:
         await self._api.close()

@@ -1,7 +1,8 @@
 """`localmodel router` (also `python -m localmodel_router`): the OpenAI-compatible front door.
 
 Static discovery: models come from `--model NAME=HOST:PORT[,HOST:PORT...]` flags, `--alias ALIAS=NAME`
-flags, and/or a YAML `--config` file with the same settings (see README).
+flags, and/or a YAML `--config` file with the same settings (see README). Kubernetes discovery
+(`--discovery kubernetes`): models are the cluster's LocalModels, reached through their EndpointSlices.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pydantic import ValidationError
 
 from localmodel.logs import configure_logging
 from localmodel_router.app import create_app
+from localmodel_router.discovery import Discovery
+from localmodel_router.discovery.kubernetes import KubernetesDiscovery
 from localmodel_router.discovery.static import StaticDiscovery
 from localmodel_router.settings import RouterSettings
 
@@ -34,6 +37,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="a model's backends",
     )
     parser.add_argument("--alias", action="append", default=[], metavar="ALIAS=NAME", help="another name")
+    parser.add_argument(
+        "--discovery", choices=["static", "kubernetes"], help="where models come from (default static)"
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="kubernetes discovery: a namespace to watch (repeatable; default all)",
+    )
     parser.add_argument("--api-key", action="append", default=[], help="accepted API key (repeatable)")
     parser.add_argument("--log-level", default="INFO")
     return parser
@@ -56,10 +68,12 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
                 f"--alias {flag!r}: no model named {name!r} (models: {', '.join(by_name) or 'none'})"
             )
         by_name[name].setdefault("aliases", []).append(alias)
-    flags = {"host": args.host, "port": args.port}
+    flags = {"host": args.host, "port": args.port, "discovery": args.discovery}
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.api_key:
         values["api_keys"] = args.api_key
+    if args.namespace:
+        values["namespaces"] = args.namespace
     values["models"] = models
     return RouterSettings(**values)
 
@@ -72,7 +86,12 @@ def main(argv: list[str] | None = None, prog: str = "localmodel router") -> int:
     except ValidationError as error:
         print(f"invalid router settings:\n{error}", file=sys.stderr)  # noqa: T201
         return 2
-    app = create_app(settings, StaticDiscovery(settings.models))
+    discovery: Discovery
+    if settings.discovery == "kubernetes":
+        discovery = KubernetesDiscovery(settings.namespaces)
+    else:
+        discovery = StaticDiscovery(settings.models)
+    app = create_app(settings, discovery)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
 

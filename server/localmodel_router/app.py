@@ -16,7 +16,7 @@ from localmodel_router import metrics
 from localmodel_router.admission import Admission
 from localmodel_router.auth import ApiKeys
 from localmodel_router.backends import BackendPool
-from localmodel_router.balancer import LeastOutstanding
+from localmodel_router.balancer import Balancer
 from localmodel_router.deps import Services, require_api_key
 from localmodel_router.disconnect import ClientDisconnectedError
 from localmodel_router.discovery import Discovery
@@ -25,7 +25,7 @@ from localmodel_router.errors import BadRequestError, NotFoundError, RouterError
 from localmodel_router.hold import Hold
 from localmodel_router.load import ModelLoad
 from localmodel_router.middleware import BodyLimit, RequestMetrics
-from localmodel_router.routes import chat, completions, encoding, health, models
+from localmodel_router.routes import chat, completions, encoding, health, models, scaling
 from localmodel_router.serving.chat import ChatService
 from localmodel_router.serving.completions import CompletionService
 from localmodel_router.serving.encoding import EncodingService
@@ -37,15 +37,16 @@ log = logging.getLogger(__name__)
 def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad | None = None) -> FastAPI:
     """The router over `discovery`'s models; `load` (requests per model) is shared with whoever scales."""
     pool = BackendPool(settings.connect_timeout_seconds)
+    load = load or ModelLoad()
     admission = Admission(
         settings.max_in_flight_per_model, settings.max_waiting_per_model, settings.queue_timeout_seconds
     )
     dispatcher = Dispatcher(
         pool,
-        LeastOutstanding(),
+        Balancer(),
         Hold(discovery, settings.max_held_per_model, settings.hold_timeout_seconds),
         admission,
-        load or ModelLoad(),
+        load,
         settings.backend_tries,
         settings.request_timeout_seconds,
         settings.unreachable_grace_seconds,
@@ -66,6 +67,7 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
         settings=settings,
         discovery=discovery,
         api_keys=api_keys,
+        load=load,
         chat=ChatService(discovery, dispatcher),
         completions=CompletionService(discovery, dispatcher),
         encoding=EncodingService(discovery, dispatcher),
@@ -75,6 +77,7 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
     for api in (models.router, chat.router, completions.router, encoding.router):
         app.include_router(api, dependencies=dependencies)
     app.include_router(health.router)
+    app.include_router(scaling.router)
     _install_error_handlers(app)
 
     def served_name(asked: str | None) -> str:

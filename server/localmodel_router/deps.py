@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from localmodel_router.auth import ApiKeys
 from localmodel_router.discovery import Discovery
+from localmodel_router.load import ModelLoad
 from localmodel_router.serving.chat import ChatService
 from localmodel_router.serving.completions import CompletionService
 from localmodel_router.serving.encoding import EncodingService
@@ -20,6 +21,7 @@ class Services:
     settings: RouterSettings
     discovery: Discovery
     api_keys: ApiKeys
+    load: ModelLoad
     chat: ChatService
     completions: CompletionService
     encoding: EncodingService

@@ -13,11 +13,13 @@ from typing import Any, TypeVar
 
 import grpc
 
+from localmodel.spec import BalancingStrategy
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_router import metrics
 from localmodel_router.admission import Admission
+from localmodel_router.affinity import prefix_key
 from localmodel_router.backends import BackendPool, BackendUnreachableError, is_unreachable, router_error
-from localmodel_router.balancer import Lease, LeastOutstanding
+from localmodel_router.balancer import Balancer, Lease
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.errors import BackendError, OverloadedError
 from localmodel_router.hold import Hold
@@ -31,7 +33,7 @@ class Dispatcher:
     def __init__(
         self,
         pool: BackendPool,
-        balancer: LeastOutstanding,
+        balancer: Balancer,
         hold: Hold,
         admission: Admission,
         load: ModelLoad,
@@ -48,21 +50,24 @@ class Dispatcher:
         self._unreachable_grace = unreachable_grace
         self._timeout = timeout
 
-    async def unary(self, route: ModelRoute, call: Call[T]) -> T:
-        """Run a unary backend call (`call(stub, timeout)`) on a replica, retrying unreachable ones."""
+    async def unary(self, route: ModelRoute, call: Call[T], key: str | None = None) -> T:
+        """Run a unary backend call (`call(stub, timeout)`) on a replica, retrying unreachable ones;
+        `key`: the request's prefix key (prefix-hash balancing)."""
         with self._load.track(route.name):
             route = await self._hold.ready(route)
             async with self._admission.admit(route.name):
                 with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
                     timeout = self._timeout
-                    result, lease = await self._on_reachable_replica(route, lambda stub: call(stub, timeout))
+                    result, lease = await self._on_reachable_replica(
+                        route, lambda stub: call(stub, timeout), key
+                    )
                     lease.release()
                     return result
 
     async def predict(self, route: ModelRoute, request: backend_pb2.PredictOptions) -> backend_pb2.Reply:
         """A whole generation (Predict), its tokens counted."""
         reply: backend_pb2.Reply = await self.unary(
-            route, lambda stub, timeout: stub.Predict(request, timeout=timeout)
+            route, lambda stub, timeout: stub.Predict(request, timeout=timeout), self._key(route, request)
         )
         self._count_tokens(route, reply)
         return reply
@@ -97,7 +102,9 @@ class Dispatcher:
             async with self._admission.admit(route.name):
                 with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
                     started = time.perf_counter()
-                    (call, first), lease = await self._on_reachable_replica(route, open_stream)
+                    (call, first), lease = await self._on_reachable_replica(
+                        route, open_stream, self._key(route, request)
+                    )
                     try:
                         metrics.TIME_TO_FIRST_TOKEN_SECONDS.labels(route.name).observe(
                             time.perf_counter() - started
@@ -115,14 +122,17 @@ class Dispatcher:
                         lease.release()
 
     async def _on_reachable_replica(
-        self, route: ModelRoute, attempt: Callable[[backend_pb2_grpc.BackendStub], Awaitable[T]]
+        self,
+        route: ModelRoute,
+        attempt: Callable[[backend_pb2_grpc.BackendStub], Awaitable[T]],
+        key: str | None,
     ) -> tuple[T, Lease]:
         """`attempt` on the best replica, moving on while replicas cannot be reached; the caller releases
         the returned lease."""
         tried: set[str] = set()
         last_error: grpc.aio.AioRpcError | None = None
         while True:
-            lease = self._balancer.acquire(route.endpoints, exclude=tried)
+            lease = self._balancer.acquire(route.endpoints, route.load_balancing, key, exclude=tried)
             if lease is None:
                 route = await self._route_after_unreachable(route, tried, last_error)
                 continue
@@ -164,6 +174,12 @@ class Dispatcher:
                 raise router_error(error, route.name) from error
             raise BackendError(f"model '{route.name}': no backend could be reached", retry_after=1)
         metrics.RETRIES.labels(route.name).inc()
+
+    @staticmethod
+    def _key(route: ModelRoute, request: backend_pb2.PredictOptions) -> str | None:
+        if route.load_balancing.strategy != BalancingStrategy.PREFIX_HASH:
+            return None  # not worth computing
+        return prefix_key(request, route.load_balancing.prefix_hash.prefix_char_length)
 
     def _failed(self, route: ModelRoute, error: grpc.aio.AioRpcError) -> Exception:
         metrics.BACKEND_ERRORS.labels(route.name, error.code().name).inc()

@@ -50,3 +50,14 @@ HELD_SECONDS = Histogram(
     ["model"],
     buckets=_LATENCY_BUCKETS,
 )
+ENDPOINTS = Gauge("localmodel_router_endpoints", "Ready backend endpoints per model", ["model"])
+SCALE_REQUESTS = Counter(
+    "localmodel_router_scale_from_zero_total",
+    "Replicas asked for because a request found its model scaled to zero",
+    ["model"],
+)
+WATCH_RESTARTS = Counter(
+    "localmodel_router_watch_restarts_total",
+    "Kubernetes watches started again, by resource and cause (expired, error)",
+    ["resource", "cause"],
+)

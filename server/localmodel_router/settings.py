@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +26,13 @@ class RouterSettings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8080, ge=0, le=65535)
+    discovery: Literal["static", "kubernetes"] = Field(
+        default="static",
+        description="static: the `models` below; kubernetes: LocalModels and their EndpointSlices",
+    )
+    namespaces: list[str] = Field(
+        default_factory=list, description="kubernetes discovery: namespaces to watch; empty: all"
+    )
     models: list[StaticModel] = Field(default_factory=list, description="static routes (static discovery)")
     api_keys: list[SecretStr] = Field(
         default_factory=list, description="accepted `Authorization: Bearer` keys; empty: no authentication"
@@ -62,3 +71,15 @@ class RouterSettings(BaseSettings):
         description="when every replica refused connections, how long to wait for discovery to replace "
         "them (a restarted process, a rescheduled pod) before answering 502; static routes never wait",
     )
+    stream_keepalive_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a stream not open after this long (its model is starting) starts its response and "
+        "gets an SSE comment this often, so proxies do not cut the idle connection",
+    )
+
+    @model_validator(mode="after")
+    def _one_source_of_models(self) -> RouterSettings:
+        if self.discovery == "kubernetes" and self.models:
+            raise ValueError("static `models` cannot be combined with kubernetes discovery")
+        return self

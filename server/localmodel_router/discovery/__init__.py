@@ -1,6 +1,6 @@
 """Where models are served: the interface every discovery provider implements, and the routing table.
 
-Providers (static, local mode; Kubernetes later) keep a `RoutingTable` up to date; endpoints read the
+Providers (static, local mode, Kubernetes) keep a `RoutingTable` up to date; endpoints read the
 current table once per request, so a provider swaps in a new table instead of mutating one. Requests held
 for a starting model wait for the next swap.
 """
@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from localmodel.spec import LoadBalancing
 from localmodel_router.errors import ModelNotFoundError
 
 
@@ -25,6 +26,8 @@ class ModelRoute:
     max_tokens: int | None = None
     created: int = 0  # unix seconds, for /v1/models
     owned_by: str = "localmodel"
+    load_balancing: LoadBalancing = LoadBalancing()
+    resource: str | None = None  # `namespace/name` of the LocalModel (Kubernetes discovery), for scaling
     # With no ready endpoint: a replica is on its way (requests wait for it), or one may be asked for
     # (minReplicas 0: a request wakes the model). Otherwise requests are refused at once.
     starting: bool = False

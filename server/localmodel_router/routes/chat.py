@@ -6,7 +6,7 @@ from localmodel_router.deps import ServicesDep
 from localmodel_router.disconnect import unless_disconnected
 from localmodel_router.protocol.chat import ChatCompletionRequest
 from localmodel_router.routes.responses import json_body
-from localmodel_router.streaming import sse_response
+from localmodel_router.streaming import open_sse
 
 router = APIRouter()
 
@@ -18,6 +18,6 @@ async def create_chat_completion(
     """Chat completion, streamed as server-sent events when `stream` is true."""
     request.state.model = body.model
     if body.stream:
-        # Opening the stream waits for the first token: a client leaving meanwhile cancels it too.
-        return sse_response(await unless_disconnected(request, services.chat.stream(body)))
+        keepalive = services.settings.stream_keepalive_seconds
+        return await open_sse(request, services.chat.stream(body), keepalive)
     return json_body(await unless_disconnected(request, services.chat.complete(body)))

@@ -6,7 +6,7 @@ from localmodel_router.deps import ServicesDep
 from localmodel_router.disconnect import unless_disconnected
 from localmodel_router.protocol.completions import CompletionRequest
 from localmodel_router.routes.responses import json_body
-from localmodel_router.streaming import sse_response
+from localmodel_router.streaming import open_sse
 
 router = APIRouter()
 
@@ -16,6 +16,6 @@ async def create_completion(body: CompletionRequest, request: Request, services:
     """Text completion (legacy API), streamed when `stream` is true."""
     request.state.model = body.model
     if body.stream:
-        # Opening the stream waits for the first token: a client leaving meanwhile cancels it too.
-        return sse_response(await unless_disconnected(request, services.completions.stream(body)))
+        keepalive = services.settings.stream_keepalive_seconds
+        return await open_sse(request, services.completions.stream(body), keepalive)
     return json_body(await unless_disconnected(request, services.completions.complete(body)))

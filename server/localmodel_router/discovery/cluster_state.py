@@ -1,0 +1,169 @@
+"""LocalModels and EndpointSlices as last seen in the cluster, and the routing table they make. Pure.
+
+A model's endpoints are the ready addresses in the EndpointSlices of its Service (named like the
+LocalModel; the Service's labels, `localmodel.dev/model` among them, are copied onto its slices by the
+EndpointSlice controller). A model with an external backend (`backend.address`) routes there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from localmodel.spec import MODEL_LABEL, LocalModel
+from localmodel_router.discovery import ModelRoute, RoutingTable
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+GRPC_PORT_NAME = "grpc"
+
+
+class ClusterState:
+    def __init__(self) -> None:
+        self._models: dict[Key, LocalModel] = {}
+        self._unservable: set[Key] = set()
+        self._slices: dict[Key, dict[str, Any]] = {}
+        self._conflicts: set[Key] = set()
+
+    # --- LocalModels ---
+
+    def replace_models(self, items: Iterable[dict[str, Any]], namespace: str | None = None) -> None:
+        """A fresh listing (of one namespace, or all): what is not in it was deleted while no watch ran."""
+        for key in [key for key in self._models if namespace in (None, key[0])]:
+            del self._models[key]
+        self._unservable = {key for key in self._unservable if namespace not in (None, key[0])}
+        for item in items:
+            self.put_model(item)
+
+    def put_model(self, item: dict[str, Any]) -> None:
+        key = _key(item)
+        # The status is the operator's to write and may grow fields: it never stops a model being routed.
+        self._unservable.discard(key)
+        if _invalid_spec(item.get("status")):
+            self._unservable.add(key)
+        try:
+            self._models[key] = LocalModel.model_validate({**item, "status": None})
+        except ValidationError as error:
+            # The CRD schema refuses most of these; the operator reports the rest in the model's status.
+            log.warning("ignoring LocalModel %s/%s: %s", *key, error.errors()[0]["msg"])
+            self._models.pop(key, None)
+
+    def delete_model(self, item: dict[str, Any]) -> None:
+        self._models.pop(_key(item), None)
+        self._unservable.discard(_key(item))
+
+    # --- EndpointSlices ---
+
+    def replace_slices(self, items: Iterable[dict[str, Any]], namespace: str | None = None) -> None:
+        for key in [key for key in self._slices if namespace in (None, key[0])]:
+            del self._slices[key]
+        for item in items:
+            self.put_slice(item)
+
+    def put_slice(self, item: dict[str, Any]) -> None:
+        # Filtered here too: a label selector is a request, and not every server (or test double) obeys.
+        if MODEL_LABEL in (item.get("metadata", {}).get("labels") or {}):
+            self._slices[_key(item)] = item
+
+    def delete_slice(self, item: dict[str, Any]) -> None:
+        self._slices.pop(_key(item), None)
+
+    # --- the table ---
+
+    def table(self) -> RoutingTable:
+        endpoints = self._ready_endpoints()
+        routes: dict[str, ModelRoute] = {}
+        conflicts: set[Key] = set()
+        # Oldest first: when two LocalModels claim one served name, the one that had it first keeps it.
+        for key, model in sorted(self._models.items(), key=lambda item: (_created(item[1]), item[0])):
+            name = model.served_name
+            if name in routes:
+                conflicts.add(key)
+                continue
+            routes[name] = route_for(
+                model, tuple(sorted(endpoints.get(key, ()))), servable=key not in self._unservable
+            )
+        for namespace, name in conflicts - self._conflicts:
+            log.warning(
+                "LocalModel %s/%s is not routed: another LocalModel already serves its name", namespace, name
+            )
+        self._conflicts = conflicts
+        return RoutingTable(routes)
+
+    def _ready_endpoints(self) -> dict[Key, set[str]]:
+        found: dict[Key, set[str]] = {}
+        for (namespace, _), item in self._slices.items():
+            labels = item["metadata"]["labels"]
+            model = labels[MODEL_LABEL]
+            if labels.get(SERVICE_NAME_LABEL, model) != model:
+                continue  # a slice of some other Service that copied the label
+            found.setdefault((namespace, model), set()).update(ready_addresses(item))
+        return found
+
+
+def route_for(model: LocalModel, endpoints: tuple[str, ...], servable: bool = True) -> ModelRoute:
+    """`servable`: False when the operator found the spec unservable (it starts nothing: never hold)."""
+    spec = model.spec
+    external = spec.backend.address
+    return ModelRoute(
+        name=model.served_name,
+        endpoints=(external,) if external else endpoints,
+        aliases=tuple(spec.aliases),
+        max_tokens=spec.max_tokens,
+        created=int(_created(model)),
+        owned_by=model.metadata.namespace or "localmodel",
+        # No ready endpoint: wait if replicas are wanted (pods starting), or ask for one (minReplicas 0).
+        starting=servable and not external and spec.initial_replicas > 0,
+        scales_from_zero=servable and not external and spec.min_replicas == 0,
+        load_balancing=spec.load_balancing,
+        resource=f"{model.metadata.namespace}/{model.metadata.name}",
+    )
+
+
+def ready_addresses(endpoint_slice: dict[str, Any]) -> list[str]:
+    """`host:port` of each ready endpoint of a slice, on its gRPC port."""
+    ports = [port for port in endpoint_slice.get("ports") or [] if port.get("port")]
+    named = [port for port in ports if port.get("name") == GRPC_PORT_NAME]
+    if not named and len(ports) != 1:
+        return []
+    port = (named or ports)[0]["port"]
+    ipv6 = endpoint_slice.get("addressType") == "IPv6"
+    addresses = []
+    for endpoint in endpoint_slice.get("endpoints") or []:
+        conditions = endpoint.get("conditions") or {}
+        # The API says: an unset `ready` means unknown, to be read as ready. Terminating is never ready.
+        if conditions.get("ready") is False or conditions.get("terminating") is True:
+            continue
+        for address in (endpoint.get("addresses") or [])[:1]:  # all addresses of an endpoint are one pod
+            addresses.append(f"[{address}]:{port}" if ipv6 else f"{address}:{port}")
+    return addresses
+
+
+def _key(item: dict[str, Any]) -> Key:
+    metadata = item.get("metadata", {})
+    return metadata.get("namespace") or "", metadata.get("name") or ""
+
+
+def _created(model: LocalModel) -> float:
+    stamp = (model.metadata.model_extra or {}).get("creationTimestamp")
+    try:
+        return datetime.fromisoformat(str(stamp)).timestamp() if stamp else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _invalid_spec(status: Any) -> bool:
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    return any(
+        isinstance(c, dict)
+        and c.get("type") == "Ready"
+        and c.get("status") == "False"
+        and c.get("reason") == "InvalidSpec"
+        for c in conditions or []
+    )

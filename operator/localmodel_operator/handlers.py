@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from localmodel.manifests import ManifestError, parse_manifest
 from localmodel.sources import SourceError
-from localmodel.spec import API_GROUP, MODEL_LABEL, LocalModel
-from localmodel_operator import startup  # noqa: F401  (registers the startup and cleanup handlers)
+from localmodel.spec import API_GROUP, MODEL_LABEL, LocalModel, LocalModelSpec
+from localmodel_operator import metrics, startup  # noqa: F401  (registers the startup and cleanup handlers)
 from localmodel_operator.accelerators import UnknownAcceleratorError
+from localmodel_operator.autoscaler import ModelAutoscaler, Policy
 from localmodel_operator.builders import (
     build_cache_claim,
     build_deployment,
@@ -23,6 +27,7 @@ from localmodel_operator.builders import (
 from localmodel_operator.conditions import Observed, external_status, invalid_status, status_for
 from localmodel_operator.kube import Kube
 from localmodel_operator.plan import plan
+from localmodel_operator.router_load import RouterLoad
 from localmodel_operator.settings import OperatorSettings
 
 LOCALMODELS = (API_GROUP, "v1alpha1", "localmodels")
@@ -106,6 +111,47 @@ async def deployment_event(
     )
     if _changed(found.get("status") or {}, status):
         await kube.patch_model_status(namespace, model.metadata.name, status)
+
+
+@kopf.daemon(*LOCALMODELS, cancellation_timeout=5.0)
+async def localmodel_autoscale(
+    stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """Sample the model's load at the routers every interval; set replicas when the autoscaler says.
+    Daemons stop while kopf's peering pauses this operator, so only the active operator scales."""
+    router_load: RouterLoad | None = memo.get("router_load")
+    if router_load is None or namespace is None:
+        return  # no routers to read: replicas are left to the spec, an HPA or KEDA
+    settings: OperatorSettings = memo.settings
+    kube: Kube = memo.kube
+    scaler = ModelAutoscaler()
+    labels = {"namespace": namespace, "model": name}
+    try:
+        while not await stopped.wait(settings.autoscaler.interval_seconds):
+            try:
+                spec = LocalModelSpec.model_validate(_plain(body.get("spec", {})))  # a live view: current
+            except ValidationError:
+                continue  # the reconcile handler reports it
+            policy = Policy.of(spec)
+            load = await router_load.read()
+            if policy is None or load is None:
+                continue  # not scaled by us, or no router answered: never scale blind
+            current = spec.initial_replicas
+            active = load.get(f"{namespace}/{name}", 0.0)
+            wanted = scaler.decide(policy, time.monotonic(), active, current)
+            metrics.MODEL_LOAD.labels(**labels).set(active)
+            metrics.WANTED_REPLICAS.labels(**labels).set(scaler.wanted or 0)
+            if wanted is None or wanted == current:
+                continue
+            direction = "up" if wanted > current else "down"
+            await kube.scale_model(namespace, name, wanted)
+            metrics.SCALE_EVENTS.labels(**labels, direction=direction).inc()
+            message = f"{current} → {wanted} replicas (load {active:g}, target {policy.target} per replica)"
+            kopf.event(body, type="Normal", reason=f"Scaled{direction.capitalize()}", message=message)
+    finally:
+        for gauge in (metrics.MODEL_LOAD, metrics.WANTED_REPLICAS):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, name)
 
 
 def _children(model: LocalModel, settings: OperatorSettings) -> list[dict[str, Any]]:

@@ -90,6 +90,34 @@ class Kube:
             _content_type="application/merge-patch+json",
         )
 
+    async def scale_model(self, namespace: str, name: str, replicas: int) -> None:
+        """Set `spec.replicas` (what the scale subresource sets; HPAs write the same field)."""
+        await self._custom.patch_namespaced_custom_object(
+            API_GROUP, VERSION, namespace, PLURAL, name, {"spec": {"replicas": replicas}}, **MERGE_PATCH
+        )
+
+    async def service_urls(self, namespace: str, service: str, port_name: str) -> list[str]:
+        """`http://address:port` of each ready endpoint of a Service (every replica behind it)."""
+        slices = await client.DiscoveryV1Api(self._api).list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        urls = []
+        for endpoint_slice in slices.items:
+            labels = endpoint_slice.metadata.labels or {}
+            if labels.get("kubernetes.io/service-name") != service:
+                continue  # selectors are filtered here too
+            ports = [p.port for p in endpoint_slice.ports or [] if p.name == port_name and p.port]
+            for endpoint in endpoint_slice.endpoints or []:
+                if (
+                    ports
+                    and endpoint.addresses
+                    and (endpoint.conditions is None or endpoint.conditions.ready is not False)
+                ):
+                    host = endpoint.addresses[0]
+                    host = f"[{host}]" if endpoint_slice.address_type == "IPv6" else host
+                    urls.append(f"http://{host}:{ports[0]}")
+        return urls
+
     def _plain(self, typed: Any) -> Manifest:
         plain: Manifest = self._api.sanitize_for_serialization(typed)
         return plain

@@ -63,6 +63,26 @@ class ModelCacheSettings(BaseModel):
     shared_claim_name: str | None = Field(default=None, description="the existing claim (shared)")
 
 
+class AutoscalerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="scale LocalModels from the routers' load")
+    interval_seconds: float = Field(default=5.0, gt=0, description="how often each model's load is sampled")
+    router_urls: list[str] = Field(
+        default_factory=list, description="router base URLs whose `/load` is read (e.g. in tests)"
+    )
+    router_service: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9-]+/[a-z0-9-]+$",
+        description="`namespace/name` of the router's Service: every ready router replica behind it is read",
+    )
+    router_port_name: str = Field(default="http", description="the router Service's HTTP port name")
+
+    @property
+    def has_routers(self) -> bool:
+        return bool(self.router_urls or self.router_service)
+
+
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LOCALMODEL_OPERATOR_", env_nested_delimiter="__", extra="forbid"
@@ -79,6 +99,10 @@ class OperatorSettings(BaseSettings):
         default="1Gi", description="memory request of a backend without spec.resources.memory"
     )
     model_cache: ModelCacheSettings = Field(default_factory=ModelCacheSettings)
+    autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="serve Prometheus metrics on this port; None: not at all"
+    )
     grpc_port: int = Field(default=50051, ge=1, le=65535, description="the backends' gRPC port")
     startup_seconds: int = Field(
         default=1800,

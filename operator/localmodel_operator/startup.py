@@ -6,9 +6,11 @@ import logging
 from typing import Any
 
 import kopf
+import prometheus_client
 
 from localmodel_operator.kube import Kube
-from localmodel_operator.settings import OperatorSettings
+from localmodel_operator.router_load import RouterLoad
+from localmodel_operator.settings import AutoscalerSettings, OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,26 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
     if "settings" not in memo:
         memo.settings = OperatorSettings()
-    memo.kube = await Kube.connect()
+    operator_settings: OperatorSettings = memo.settings
+    memo.kube = kube = await Kube.connect()
+    memo.router_load = _router_load(operator_settings.autoscaler, kube)
+    if operator_settings.metrics_port is not None:
+        prometheus_client.start_http_server(operator_settings.metrics_port)
+
+
+def _router_load(autoscaler: AutoscalerSettings, kube: Kube) -> RouterLoad | None:
+    """Where the autoscaler reads load; None: no routers configured, so no autoscaling."""
+    if not autoscaler.enabled or not autoscaler.has_routers:
+        return None
+    find_urls = None
+    if autoscaler.router_service:
+        namespace, name = autoscaler.router_service.split("/")
+
+        async def find_urls() -> list[str]:
+            return await kube.service_urls(namespace, name, autoscaler.router_port_name)
+
+    # A read is shared by every model's daemon sampling in the same interval.
+    return RouterLoad(autoscaler.router_urls, find_urls, max_age=autoscaler.interval_seconds / 2)
 
 
 @kopf.on.cleanup()
@@ -44,3 +65,6 @@ async def operator_cleanup(memo: Any, **_: Any) -> None:
     kube: Kube | None = memo.get("kube")
     if kube is not None:
         await kube.close()
+    router_load: RouterLoad | None = memo.get("router_load")
+    if router_load is not None:
+        await router_load.close()

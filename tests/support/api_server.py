@@ -6,15 +6,20 @@ Used by the operator's integration tests and by `bench/operator_scale.py`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import kmock
 
+from localmodel.spec import MODEL_LABEL
+
 LOCALMODELS = "localmodel.dev/v1alpha1/localmodels"
+ENDPOINTSLICES = "discovery.k8s.io/v1/endpointslices"
 NAMESPACE = "ai"
 
 
@@ -27,8 +32,43 @@ class ApiServer(kmock.KubernetesEmulator):
     # so a request costs more the more came before. Tests keep them all; the scale benchmark keeps
     # only requests still being served (finished ones are then not there to assert on).
     keep_history: bool = attrs.field(default=True)
+    _expiry: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+
+    def expire_watches(self) -> None:
+        """End every open watch with `410 Gone`, as an API server does when a watch's resourceVersion
+        is too old (etcd compacted it); clients must list again."""
+        self._expiry.set()
+        self._expiry = asyncio.Event()
+
+    async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
+        expired = asyncio.ensure_future(self._expiry.wait())
+        events = super()._serve_watch(request)
+        following: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                following = asyncio.ensure_future(anext(events))
+                await asyncio.wait({following, expired}, return_when=asyncio.FIRST_COMPLETED)
+                if not following.done():
+                    following.cancel()
+                    yield {"type": "ERROR", "object": GONE}
+                    return
+                try:
+                    yield following.result()
+                except StopAsyncIteration:
+                    return
+        finally:
+            expired.cancel()
+            if following is not None and not following.done():
+                following.cancel()
+                with contextlib.suppress(BaseException):
+                    await following
+            await events.aclose()
 
     async def _handle(self, request: Any) -> Any:
+        if request.action == kmock.action.LIST and request.params.get("watch", "").lower() in ("true", "1"):
+            # Kubernetes parses booleans leniently; kubernetes_asyncio sends `watch=True`. (The request
+            # is frozen, and kmock keeps it in its history: fix it in place.)
+            object.__setattr__(request, "action", kmock.action.WATCH)
         data = request.data if isinstance(request.data, dict) else None
         if request.resource is not None and data is not None and request.action == kmock.action.CREATE:
             metadata = data.setdefault("metadata", {})
@@ -73,6 +113,14 @@ class ApiServer(kmock.KubernetesEmulator):
 
 
 _versions = itertools.count(1)
+GONE = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "status": "Failure",
+    "reason": "Expired",
+    "message": "too old resource version",
+    "code": 410,
+}
 
 
 class Cluster:
@@ -103,6 +151,38 @@ class Cluster:
         """What the Deployment controller (and kubelets) would report."""
         await self.server.patch(
             f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}/status", json={"status": status}
+        )
+
+    async def set_endpoint(
+        self, model: str, address: str, ready: bool = True, port_name: str = "grpc"
+    ) -> None:
+        """What the EndpointSlice controller publishes for a pod of the Service `model` at `address` (one
+        slice per address: loopback backends differ by port, pods by IP)."""
+        host, port = address.rsplit(":", 1)
+        name = f"{model}-{port}"
+        endpoint_slice = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                # The controller copies the Service's labels, and names the Service.
+                "labels": {MODEL_LABEL: model, "kubernetes.io/service-name": model},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": port_name, "port": int(port), "protocol": "TCP"}],
+            "endpoints": [{"addresses": [host], "conditions": {"ready": ready, "serving": ready}}],
+        }
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
+        if self.child(ENDPOINTSLICES, name) is None:
+            await self.server.post(path, json=endpoint_slice)
+        else:
+            await self.server.patch(f"{path}/{name}", json=endpoint_slice)
+
+    async def remove_endpoint(self, model: str, address: str) -> None:
+        port = address.rsplit(":", 1)[1]
+        await self.server.delete(
+            f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/{model}-{port}"
         )
 
     def model(self, name: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -30,19 +31,7 @@ class RouterProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> RouterProcess:
-        self.process = subprocess.Popen(self._command, env=self._env)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"router exited with code {self.process.returncode}: {self._command}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("router did not answer /healthz within 60s")
-            time.sleep(0.1)
+        return asyncio.run(self.__aenter__())
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -54,6 +43,28 @@ class RouterProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    async def __aenter__(self) -> RouterProcess:
+        """Started without blocking the event loop (where a test's API server may be running)."""
+        self.process = subprocess.Popen(self._command, env=self._env)
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient() as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"router exited with code {self.process.returncode}: {self._command}")
+                try:
+                    if (await client.get(f"{self.url}/healthz", timeout=1)).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("router did not answer /healthz within 60s")
+                await asyncio.sleep(0.1)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.__exit__, exc_type, exc, tb)
 
     def client(self, api_key: str = "not-needed") -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0, timeout=120)

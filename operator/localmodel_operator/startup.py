@@ -13,6 +13,7 @@ from localmodel_operator.router_load import RouterLoad
 from localmodel_operator.settings import AutoscalerSettings, OperatorSettings
 
 log = logging.getLogger(__name__)
+GLOB = "*?!,"  # kopf's namespace patterns: globs, negations, lists
 
 
 def initial_memo(operator_settings: OperatorSettings) -> kopf.Memo:
@@ -39,6 +40,11 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     if "settings" not in memo:
         memo.settings = OperatorSettings()
     operator_settings: OperatorSettings = memo.settings
+    if operator_settings.namespaces and not any(set(GLOB) & set(ns) for ns in operator_settings.namespaces):
+        # Named namespaces only: nothing to discover, and no cluster-wide permission needed. (Scanning
+        # would list namespaces and watch CRDs cluster-wide; a namespaced install's Roles refuse both,
+        # and kopf retries each refusal for most of a minute before it starts.)
+        settings.scanning.disabled = True
     memo.kube = kube = await Kube.connect()
     memo.router_load = _router_load(operator_settings.autoscaler, kube)
     if operator_settings.metrics_port is not None:

@@ -8,17 +8,15 @@ side: reading every router, summing, averaging, clamping, delaying scale-down, a
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from prometheus_client import REGISTRY
 
 from localmodel_operator.settings import AutoscalerSettings, OperatorSettings
 from tests.integration.operator.conftest import run_operator
 from tests.support.api_server import NAMESPACE, Cluster
+from tests.support.stand_in_router import StandInRouter
 
 SCALED = {
     "model": {"url": "https://models.example/m.gguf"},
@@ -27,37 +25,6 @@ SCALED = {
     "scaleDownDelaySeconds": 1,
     "autoscaling": {"targetRequests": 2, "windowSeconds": 1},
 }
-
-
-class StandInRouter:
-    """`GET /load` reporting `active` requests for LocalModel ai/m; `failing` answers 500 instead."""
-
-    def __init__(self) -> None:
-        self.active = 0
-        self.failing = False
-        self.url = ""
-        self.port = 0
-
-    async def _load(self, _: web.Request) -> web.Response:
-        if self.failing:
-            return web.Response(status=500)
-        report = {"model": "m", "localModel": f"{NAMESPACE}/m", "active": self.active, "idleSeconds": 0}
-        return web.json_response({"models": [report]})
-
-    @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[StandInRouter]:
-        app = web.Application()
-        app.router.add_get("/load", self._load)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        try:
-            yield self
-        finally:
-            await runner.cleanup()
 
 
 def replicas(cluster: Cluster) -> int | None:

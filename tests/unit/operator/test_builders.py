@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from localmodel.manifests import parse_manifest
+from localmodel.manifests import load_manifests, parse_manifest
 from localmodel.spec import LocalModel
 from localmodel_operator.accelerators import UnknownAcceleratorError
 from localmodel_operator.builders import build_cache_claim, build_deployment, build_service, selector_string
+from localmodel_operator.conditions import external_status
 from localmodel_operator.settings import ModelCacheSettings, OperatorSettings
 from tests.support.kube_schemas import assert_valid
 
 SHA = "a" * 64
+EXAMPLES = Path(__file__).parents[3] / "examples"
 
 
 def model(name: str = "m", **spec: Any) -> LocalModel:
@@ -60,6 +64,25 @@ def test_every_manifest_is_a_valid_kubernetes_object(case: str, cache: str) -> N
     assert deployment["metadata"] == manifests[1]["metadata"]
     assert deployment["spec"]["selector"]["matchLabels"] == manifests[1]["spec"]["selector"]
     assert selector_string(built) == "localmodel.dev/model=m"
+
+
+@pytest.mark.parametrize("cache", CACHES)
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_example_builds_valid_kubernetes_objects(path: Path, cache: str) -> None:
+    settings = OperatorSettings(model_cache=CACHES[cache])
+    for manifest in load_manifests([path]):
+        built = manifest.model
+        if built.spec.backend.address:  # an external backend: nothing to build, only a status to report
+            status = external_status(built, [], datetime.now(UTC))
+            assert (status["summary"], status["replicas"]) == ("External", 0)
+            continue
+        claim = build_cache_claim(built, settings)
+        for child in [
+            build_deployment(built, settings),
+            build_service(built, settings),
+            *([claim] if claim else []),
+        ]:
+            assert_valid(child)
 
 
 def test_cpu_backend_runs_the_spec_command_with_probes_and_a_locked_down_pod() -> None:

@@ -5,7 +5,7 @@ pydantic's JSON schema becomes a structural OpenAPI v3 schema: `$ref`s inlined, 
 dropped, descriptions kept for `kubectl explain`. What pydantic validators check across fields is added
 here as CEL rules, so the API server refuses such manifests too.
 
-    python -m scripts.generate_crd            # rewrite crds/localmodel.dev_localmodels.yaml , chart copy too
+    python -m scripts.generate_crd            # rewrite crds/localmodel.dev_localmodels.yaml (+ chart copy)
     python -m scripts.generate_crd --check    # exit 1 if a committed file is stale
 """
 

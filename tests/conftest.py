@@ -1,15 +1,18 @@
-"""Session fixtures: the real SmolLM2 GGUF and real backend processes on loopback."""
+"""Session fixtures: the real SmolLM2 GGUF and real backend processes on loopback; the Kubernetes API
+emulator for the suites that need one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
+import kmock
 import pytest
 
 from localmodel.wire import backend_pb2_grpc
 from localmodel_llamacpp.process import BackendProcess
+from tests.support.api_server import ApiServer, Cluster, declare
 from tests.support.models import require_model
 
 CHAT_CONTEXT = 2048
@@ -57,3 +60,13 @@ def idle_backend() -> Iterator[BackendProcess]:
     """A backend of its own with no model loaded (for tests that load, fail or stop it)."""
     with BackendProcess() as backend:
         yield backend
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
+    """kmock's Kubernetes emulator (extended in tests/support/api_server.py) on loopback; KUBECONFIG
+    points at it for this test and the processes it starts."""
+    async with ApiServer() as server, kmock.Server(server):
+        cluster, kubeconfig = declare(server, tmp_path)
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        yield cluster

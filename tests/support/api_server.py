@@ -197,10 +197,11 @@ class Cluster:
 
     def writes(self, resource: str) -> list[str]:
         """The write requests made to objects of `resource`: `METHOD name`."""
+        # kmock's method is a str-mixin Enum whose str() is "method.POST": compare its value.
         return [
-            f"{request.method} {request.name or request.data.get('metadata', {}).get('name')}"
+            f"{request.method.value} {request.name or request.data.get('metadata', {}).get('name')}"
             for request in self.server[kmock.resource(resource)]
-            if str(request.method) in ("POST", "PATCH", "PUT")
+            if request.method.value in ("POST", "PATCH", "PUT")
         ]
 
     async def wait_for(self, check: Any, what: str, timeout: float = 15.0) -> Any:

@@ -33,8 +33,8 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
     model.add_argument(
         "--parallel",
         type=int,
-        default=1,
-        help="requests decoded together (this backend serves one at a time)",
+        default=0,
+        help="requests decoded together, each with the full context (default: up to 4, by context size)",
     )
     model.add_argument("--embeddings", action="store_true", help="load for embeddings")
     model.add_argument(
@@ -45,6 +45,9 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
     model.add_argument("--option", action="append", default=[], metavar="KEY:VALUE", help="backend option")
     parser.add_argument(
         "--grace-period", type=float, default=30.0, help="seconds to finish requests on SIGTERM"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: none)"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser
@@ -64,18 +67,15 @@ def preload_options(args: argparse.Namespace) -> dict[str, Any] | None:
         "mmap": not args.no_mmap,
         "mlock": args.mlock,
         "flash_attention": args.flash_attention,
-        "options": args.option,
+        "options": [*args.option, *([f"parallel:{args.parallel}"] if args.parallel else [])],
     }
 
 
 def main(argv: list[str] | None = None, prog: str = "localmodel backend") -> int:
     args = build_parser(prog).parse_args(argv)
     configure_logging(args.log_level)
-    if args.parallel > 1:
-        # Manifests may ask for slots already; until continuous batching lands, requests queue instead.
-        log.warning("--parallel %d: this backend decodes one request at a time; the rest wait", args.parallel)
     try:
-        asyncio.run(serve(args.addr, preload_options(args), args.grace_period))
+        asyncio.run(serve(args.addr, preload_options(args), args.grace_period, args.metrics_port))
     except PreloadError as error:
         log.error("could not load the model", extra={"reason": str(error)})
         return 1

@@ -119,6 +119,18 @@ class LlamaEngine:
     def config(self) -> LoadConfig | None:
         return self._config
 
+    @property
+    def llama(self) -> llama_cpp.Llama:
+        return self._require_model()
+
+    def prompt_tokens(self, prompt: Prompt) -> list[int]:
+        """The prompt's tokens (chat messages rendered with the model's template first)."""
+        return self._prompt_tokens(self._require_model(), prompt)
+
+    def check_grammar(self, gbnf: str | None) -> None:
+        """Raise InvalidRequestError for a GBNF grammar llama.cpp cannot parse."""
+        self._grammar(gbnf)
+
     def load(self, config: LoadConfig) -> None:
         """Load a model; on failure the previously loaded model (if any) stays in service."""
         check_gguf_file(config.model_path)

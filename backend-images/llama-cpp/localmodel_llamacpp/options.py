@@ -28,6 +28,9 @@ class OptionsError(ValueError):
     """A request field holds a value that can never work."""
 
 
+MAX_PARALLEL = 64  # llama.cpp's limit on sequences in one context
+
+
 @dataclass(frozen=True)
 class LoadConfig:
     """Everything needed to load one model."""
@@ -48,6 +51,7 @@ class LoadConfig:
     rope_freq_base: float = 0.0
     rope_freq_scale: float = 0.0
     pooling: int = POOLING_TYPES["unspecified"]
+    parallel: int = 0  # sequences decoded together (batching slots); 0: chosen from the context size
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `llama_cpp.Llama`."""
@@ -117,6 +121,7 @@ def load_config(request: backend_pb2.ModelOptions) -> LoadConfig:
         rope_freq_base=request.rope_freq_base,
         rope_freq_scale=request.rope_freq_scale,
         pooling=extra.get("pooling", POOLING_TYPES["unspecified"]),
+        parallel=extra.get("parallel", 0),
     )
 
 
@@ -128,7 +133,11 @@ def parse_backend_options(options: list[str] | Any) -> dict[str, int]:
     known: dict[str, int] = {}
     for option in options:
         key, _, value = option.partition(":")
-        if key == "pooling":
+        if key == "parallel":
+            known["parallel"] = _parse_int("options: parallel", value)
+            if not 1 <= known["parallel"] <= MAX_PARALLEL:
+                raise OptionsError(f"options: parallel must be between 1 and {MAX_PARALLEL}, got {value}")
+        elif key == "pooling":
             if value not in POOLING_TYPES:
                 raise OptionsError(f"options: pooling must be one of {sorted(POOLING_TYPES)}, got {value!r}")
             known["pooling"] = POOLING_TYPES[value]

@@ -12,8 +12,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel_llamacpp.batching import BatchingScheduler
 from localmodel_llamacpp.engine import LlamaEngine
-from localmodel_llamacpp.scheduler import SequentialScheduler
+from localmodel_llamacpp.metrics import serve_metrics
 from localmodel_llamacpp.servicer import HEALTH_SERVICES, BackendServicer
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ async def create_server(address: str) -> tuple[grpc.aio.Server, int, BackendServ
     health = health_aio.HealthServicer()
     for service in HEALTH_SERVICES:  # not ready until a model is loaded
         await health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    servicer = BackendServicer(SequentialScheduler(LlamaEngine()), health)
+    servicer = BackendServicer(BatchingScheduler(LlamaEngine()), health)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -45,10 +46,15 @@ async def create_server(address: str) -> tuple[grpc.aio.Server, int, BackendServ
     return server, port, servicer
 
 
-async def serve(address: str, preload: dict[str, Any] | None = None, grace_seconds: float = 30.0) -> None:
+async def serve(
+    address: str, preload: dict[str, Any] | None = None, grace_seconds: float = 30.0, metrics_port: int = 0
+) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to the grace period) and stop."""
     server, port, servicer = await create_server(address)
     log.info("backend listening", extra={"address": address, "port": port})
+    if metrics_port:
+        serve_metrics(servicer.scheduler, metrics_port)
+        log.info("metrics listening", extra={"port": metrics_port})
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,9 +12,9 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel_llamacpp.batching import BatchingScheduler
 from localmodel_llamacpp.engine import Chunk, InvalidRequestError, ModelLoadError, ModelNotLoadedError, Prompt
 from localmodel_llamacpp.options import OptionsError, chat_messages, chat_tools, load_config, sampling_config
-from localmodel_llamacpp.scheduler import SequentialScheduler
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,14 @@ _State = backend_pb2.StatusResponse.State
 
 
 class BackendServicer(backend_pb2_grpc.BackendServicer):
-    def __init__(self, scheduler: SequentialScheduler, health: health_aio.HealthServicer) -> None:
+    def __init__(self, scheduler: BatchingScheduler, health: health_aio.HealthServicer) -> None:
         self._scheduler = scheduler
         self._engine = scheduler.engine
         self.health = health
+
+    @property
+    def scheduler(self) -> BatchingScheduler:
+        return self._scheduler
 
     def close(self) -> None:
         self._scheduler.close()
@@ -45,7 +49,7 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
         # Failures are a Result, not a status code: that is what LocalAI's clients read.
         try:
             config = load_config(request)
-            await self._scheduler.run(self._engine.load, config)
+            await self._scheduler.load(config, config.parallel)
         except (OptionsError, ModelLoadError) as error:
             log.warning("model load failed", extra={"reason": str(error)})
             return backend_pb2.Result(success=False, message=str(error))
@@ -104,9 +108,11 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
         self, request: backend_pb2.MetricsRequest, context: Any
     ) -> backend_pb2.MetricsResponse:
         last = self._engine.last
+        speeds = self._scheduler.slot_speeds()
         return backend_pb2.MetricsResponse(
             slot_id=0,
-            tokens_per_second=last.tokens_per_second,
+            # With batching: all slots together; sequential: the latest generation.
+            tokens_per_second=sum(speeds) if speeds else last.tokens_per_second,
             tokens_generated=last.completion_tokens,
             prompt_tokens_processed=last.prompt_tokens,
         )

@@ -1,4 +1,4 @@
-"""One request at a time in arrival order, cancellation, and graceful shutdown, seen from a client."""
+"""Cancellation, a one-slot backend serving in arrival order, and graceful shutdown, seen from a client."""
 
 from __future__ import annotations
 
@@ -42,7 +42,15 @@ def test_cancelling_a_stream_stops_generation_at_once(chat) -> None:
     assert chat.Predict(backend_pb2.PredictOptions(prompt="Hi", tokens=2)).tokens == 2
 
 
-def test_requests_wait_their_turn_and_status_counts_them(chat) -> None:
+def test_requests_wait_their_turn_and_status_counts_them(smollm2_path: Path) -> None:
+    args = ["--model", str(smollm2_path), "--context-size", "512", "--parallel", "1"]
+    with BackendProcess(args) as backend:
+        backend.wait_ready()
+        with grpc.insecure_channel(backend.address) as channel:
+            _one_slot_serves_in_arrival_order(backend_pb2_grpc.BackendStub(channel))
+
+
+def _one_slot_serves_in_arrival_order(chat) -> None:
     finished: dict[str, float] = {}
 
     def run(name: str, request: backend_pb2.PredictOptions) -> None:
@@ -60,7 +68,7 @@ def test_requests_wait_their_turn_and_status_counts_them(chat) -> None:
     wait_until(lambda: status(chat).scheduler.waiting == 1)
     busy = status(chat)
     assert busy.state == backend_pb2.StatusResponse.BUSY
-    assert (busy.scheduler.running, busy.scheduler.slots, busy.scheduler.mode) == (1, 1, "sequential")
+    assert (busy.scheduler.running, busy.scheduler.slots, busy.scheduler.mode) == (1, 1, "batching")
     assert busy.memory.total > busy.memory.breakdown["model"] > 50_000_000
 
     for thread in threads:

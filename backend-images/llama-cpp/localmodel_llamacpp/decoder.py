@@ -1,0 +1,317 @@
+"""Continuous batching over llama.cpp's batch API: N slots, one decode loop, each sequence on its own.
+
+Every step (`BatchDecoder.step`) does two decodes: one chunk of one waiting prompt (prefill), then one
+token of every generating sequence, in a single batch with each sequence's own id and positions. So a
+long prompt is taken in chunks between the others' tokens instead of freezing them, and adding a
+sequence costs little: a decode step is dominated by reading the weights once, whatever the batch size.
+
+Sequences do not share KV memory (`kv_unified` off: one KV stream per slot), and prompts are always
+prefilled in chunks aligned to multiples of `PREFILL_CHUNK` from position 0. With both, a sequence's
+numbers do not depend on what else runs beside it, so at temperature 0 each request gets the answer it
+would get alone. Prefix reuse keeps that: a new request takes the free slot whose cached tokens share the
+longest prefix with its prompt, and only whole chunks of that prefix are kept.
+
+Nothing here is thread-safe: the scheduler (batching.py) calls every method from its one worker thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from threading import Event
+from typing import Any
+
+import llama_cpp
+
+from localmodel_llamacpp.engine import Chunk, GenerationStats, InvalidRequestError, LlamaEngine, Prompt
+from localmodel_llamacpp.options import LoadConfig, SamplingConfig
+from localmodel_llamacpp.samplers import SamplerChain
+from localmodel_llamacpp.stopping import StopMatcher
+
+log = logging.getLogger(__name__)
+
+PREFILL_CHUNK = 64  # prompt tokens per prefill decode; also the granularity of prefix reuse
+MAX_KV_TOKENS = 16384  # slots x context size the default slot count stays within
+
+
+def default_slots(context_size: int) -> int:
+    """Slots when the load asks for none: up to 4, each with the full context, within MAX_KV_TOKENS."""
+    return max(1, min(4, MAX_KV_TOKENS // max(1, context_size)))
+
+
+def reusable_prefix(cached: list[int], prompt: list[int], chunk: int = PREFILL_CHUNK) -> int:
+    """Tokens of `prompt` whose KV a slot holding `cached` can keep: the common prefix, in whole chunks,
+    and never the whole prompt (its last token must be decoded again to get logits)."""
+    common = 0
+    for cached_token, token in zip(cached, prompt, strict=False):
+        if cached_token != token:
+            break
+        common += 1
+    return (min(common, len(prompt) - 1) // chunk) * chunk
+
+
+@dataclass
+class Request:
+    """One generation, as the scheduler hands it in; `send` delivers Chunks (or an exception)."""
+
+    prompt: Prompt
+    sampling: SamplingConfig
+    send: Callable[[object], None]
+    cancelled: Event
+    arrived: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class _Sequence:
+    request: Request
+    tokens: list[int]  # the prompt
+    max_new: int
+    sampler: SamplerChain
+    pending: list[int]  # prompt tokens still to prefill, then the last sampled token
+    pos: int  # position of pending[0]
+    stops: StopMatcher
+    stats: GenerationStats
+    utf8: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+    generated: int = 0
+    reused: int = 0
+    first_token_at: float | None = None
+    prefilling: bool = True
+
+    def chunk(self, text: str, finish_reason: str | None = None) -> Chunk:
+        now = time.perf_counter()
+        first = self.first_token_at or now
+        return Chunk(
+            text=text,
+            prompt_tokens=len(self.tokens),
+            completion_tokens=self.generated,
+            prompt_ms=(first - self.request.arrived) * 1000,
+            generation_ms=(now - first) * 1000,
+            finish_reason=finish_reason,
+        )
+
+
+@dataclass
+class _Slot:
+    index: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV this slot's sequence holds
+    sequence: _Sequence | None = None
+    last_used: float = 0.0
+    tokens_per_second: float = 0.0
+
+
+class BatchDecoder:
+    def __init__(self, engine: LlamaEngine, config: LoadConfig, slots: int) -> None:
+        llama = engine.llama
+        self._engine = engine
+        self.context_size = config.context_size
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = config.context_size * slots  # each slot's stream gets the full context size
+        params.n_batch = params.n_ubatch = max(config.batch_size, slots, PREFILL_CHUNK)
+        params.n_seq_max = slots
+        params.n_threads = params.n_threads_batch = config.threads
+        params.kv_unified = False  # a KV stream per slot: sequences never see each other's cells
+        params.offload_kqv = config.kv_offload
+        params.flash_attn_type = 1 if config.flash_attention else 0
+        params.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(llama.model, params)
+        if not self._ctx:
+            raise RuntimeError(f"llama.cpp could not make a context with {slots} sequences")
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
+        self.slots = [_Slot(i) for i in range(slots)]
+
+    # --- what the scheduler asks ---
+
+    @property
+    def active(self) -> int:
+        return sum(slot.sequence is not None for slot in self.slots)
+
+    @property
+    def free_slots(self) -> int:
+        return len(self.slots) - self.active
+
+    def kv_usage(self) -> float:
+        """Share of the KV cells held by running sequences (cached prefixes of idle slots not counted)."""
+        used = sum(
+            slot.sequence.pos + len(slot.sequence.pending) for slot in self.slots if slot.sequence is not None
+        )
+        return used / (self.context_size * len(self.slots))
+
+    def admit(self, request: Request) -> None:
+        """Start a request in the free slot that can reuse most of its prompt; errors go to `send`."""
+        try:
+            tokens = self._engine.prompt_tokens(request.prompt)
+            room = self.context_size - len(tokens)
+            if room <= 0:
+                raise InvalidRequestError(
+                    f"the prompt has {len(tokens)} tokens; the context holds {self.context_size}"
+                )
+            self._engine.check_grammar(request.sampling.grammar)
+            sampler = SamplerChain(self._vocab, self._n_vocab, request.sampling)
+        except (InvalidRequestError, ValueError) as error:
+            request.send(error if isinstance(error, InvalidRequestError) else InvalidRequestError(str(error)))
+            return
+        free = [slot for slot in self.slots if slot.sequence is None]
+        slot = max(free, key=lambda s: (reusable_prefix(s.cached, tokens), -s.last_used))
+        keep = reusable_prefix(slot.cached, tokens)
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.index, keep, -1)
+        slot.cached = tokens[:keep]
+        max_new = min(request.sampling.max_tokens or room, room)
+        # GetMetrics reports the latest generation's figures, as on the sequential path; the prompt
+        # tokens it counts are the ones decoded (a reused prefix is not).
+        stats = self._engine.last = GenerationStats(prompt_tokens=len(tokens) - keep)
+        slot.sequence = _Sequence(
+            request,
+            tokens,
+            max_new,
+            sampler,
+            tokens[keep:],
+            keep,
+            StopMatcher(request.sampling.stop),
+            stats,
+            reused=keep,
+        )
+
+    def step(self) -> None:
+        """One prefill chunk (if a prompt waits) and one token for every generating sequence."""
+        for slot in self.slots:
+            sequence = slot.sequence
+            if sequence is not None and sequence.request.cancelled.is_set():
+                self._finish(slot, "cancelled")
+        prefilling = [s for s in self.slots if s.sequence is not None and s.sequence.prefilling]
+        if prefilling:
+            self._prefill(min(prefilling, key=lambda s: s.sequence.request.arrived))  # type: ignore[union-attr]
+        generating = [s for s in self.slots if s.sequence is not None and not s.sequence.prefilling]
+        if generating:
+            self._generate(generating)
+
+    def fail_all(self, error: Exception) -> None:
+        for slot in self.slots:
+            if slot.sequence is not None:
+                slot.sequence.request.send(error)
+                self._release(slot)
+
+    def close(self) -> None:
+        self.fail_all(InvalidRequestError("the model was unloaded"))
+        llama_cpp.llama_batch_free(self._batch)
+        llama_cpp.llama_free(self._ctx)
+
+    # --- decoding ---
+
+    def _prefill(self, slot: _Slot) -> None:
+        sequence = slot.sequence
+        assert sequence is not None
+        # Chunks end on multiples of PREFILL_CHUNK, wherever the prompt (or the reused prefix) starts.
+        size = PREFILL_CHUNK - sequence.pos % PREFILL_CHUNK
+        chunk, sequence.pending = sequence.pending[:size], sequence.pending[size:]
+        last = not sequence.pending
+        self._fill(
+            [
+                (token, sequence.pos + i, slot.index, last and i == len(chunk) - 1)
+                for i, token in enumerate(chunk)
+            ]
+        )
+        if not self._decode([slot]):
+            return
+        slot.cached.extend(chunk)
+        sequence.pos += len(chunk)
+        if last:
+            sequence.prefilling = False
+            self._take(slot, sequence.sampler.sample(self._ctx, len(chunk) - 1))
+
+    def _generate(self, slots: list[_Slot]) -> None:
+        entries = []
+        for slot in slots:
+            sequence = slot.sequence
+            assert sequence is not None
+            (token,) = sequence.pending
+            entries.append((token, sequence.pos, slot.index, True))
+        self._fill(entries)
+        if not self._decode(slots):
+            return
+        for index, slot in enumerate(slots):
+            sequence = slot.sequence
+            assert sequence is not None
+            slot.cached.extend(sequence.pending)
+            sequence.pos += 1
+            self._take(slot, sequence.sampler.sample(self._ctx, index))
+
+    def _fill(self, entries: list[tuple[int, int, int, bool]]) -> None:
+        batch = self._batch
+        batch.n_tokens = len(entries)
+        for i, (token, pos, seq_id, logits) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq_id
+            batch.logits[i] = logits
+
+    def _decode(self, slots: list[_Slot]) -> bool:
+        code = llama_cpp.llama_decode(self._ctx, self._batch)
+        if code == 0:
+            return True
+        error = RuntimeError(f"llama_decode failed with code {code}")
+        log.error("decode failed", extra={"code": code, "sequences": len(slots)})
+        for slot in slots:
+            if slot.sequence is not None:
+                slot.sequence.request.send(error)
+                self._release(slot, keep_cache=False)
+        return False
+
+    def _take(self, slot: _Slot, token: int) -> None:
+        """Account for a sampled token: end, stop string, limit, or text to send and decode next."""
+        sequence = slot.sequence
+        assert sequence is not None
+        if sequence.first_token_at is None:
+            sequence.first_token_at = time.perf_counter()
+        sampling = sequence.request.sampling
+        if not sampling.ignore_eos and llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._finish(slot, "stop")
+            return
+        sequence.generated += 1
+        elapsed = time.perf_counter() - sequence.first_token_at
+        slot.tokens_per_second = sequence.generated / elapsed if elapsed > 0 else 0.0
+        sequence.stats.completion_tokens = sequence.generated
+        sequence.stats.tokens_per_second = slot.tokens_per_second
+        text, stopped = sequence.stops.feed(sequence.utf8.decode(self._piece(token)))
+        if stopped:
+            sequence.request.send(sequence.chunk(text))
+            self._finish(slot, "stop", flush=False)
+            return
+        if text:
+            sequence.request.send(sequence.chunk(text))
+        if sequence.generated >= sequence.max_new:
+            self._finish(slot, "length")
+            return
+        sequence.pending = [token]
+
+    def _finish(self, slot: _Slot, reason: str, flush: bool = True) -> None:
+        sequence = slot.sequence
+        assert sequence is not None
+        # What a stop string held back goes out now; bytes of a character cut by the limit do not.
+        sequence.request.send(sequence.chunk(sequence.stops.flush() if flush else "", reason))
+        self._release(slot)
+
+    def _release(self, slot: _Slot, keep_cache: bool = True) -> None:
+        """Free the slot; its KV stays for prefix reuse (its cells are overwritten by the next user)."""
+        if slot.sequence is not None:
+            slot.sequence.sampler.close()
+        slot.sequence = None
+        slot.last_used = time.perf_counter()
+        if not keep_cache:
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.index, -1, -1)
+            slot.cached = []
+
+    def _piece(self, token: int) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:size]

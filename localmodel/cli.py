@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         ("backend", "run the llama.cpp gRPC backend"),
         ("router", "run the OpenAI-compatible router over fixed backend addresses"),
         ("operator", "run the Kubernetes operator: LocalModels → backend Deployments"),
+        ("bench", "measure any OpenAI-compatible server: tokens/s, time to first token, latency"),
     ):
         commands.add_parser(name, help=help_text, add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return operator_main(rest)
     if args.command == "fetch":
         return fetch_main(rest)
+    if args.command == "bench":
+        return bench_main(rest)
     return serve_main(rest, one_file=args.command == "run")
 
 
@@ -70,6 +73,57 @@ def fetch_main(argv: list[str]) -> int:
         parser.exit(1, f"localmodel fetch: {error}\n")
     sys.stdout.write(f"{path}\n")
     return 0
+
+
+def bench_main(argv: list[str]) -> int:
+    import os
+
+    from rich.console import Console
+
+    from localmodel.loadgen.client import api_base
+    from localmodel.loadgen.command import BenchOptions, bench, parse_concurrencies
+
+    parser = argparse.ArgumentParser(
+        prog="localmodel bench",
+        description="Send concurrent streamed chat requests to an OpenAI-compatible server and report "
+        "aggregate tokens/s, time to first token and latency (p50/p95) at each concurrency.",
+    )
+    parser.add_argument("url", help="the server, e.g. http://127.0.0.1:8080 (/v1 is added to a bare host)")
+    parser.add_argument("--model", help="the model to ask (default: the first the server lists)")
+    parser.add_argument("--concurrency", default="1,2,4,8", help="concurrent clients per level (1,2,4,8)")
+    parser.add_argument("--requests", type=int, default=16, help="requests per level (16)")
+    parser.add_argument("--max-tokens", type=int, default=128, help="max_tokens of every request (128)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="temperature of every request (0)")
+    parser.add_argument("--warmup", type=int, default=1, help="requests before measuring, not counted (1)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds one request may take (300)")
+    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "none"), help="bearer key")
+    parser.add_argument("--json", type=Path, help="also write every figure (each request too) to this file")
+    args = parser.parse_args(argv)
+    try:
+        api_base(args.url)
+        concurrencies = parse_concurrencies(args.concurrency)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.requests < max(concurrencies):
+        parser.error(f"--requests {args.requests}: at least the highest --concurrency, {max(concurrencies)}")
+    if args.max_tokens < 1 or args.warmup < 0 or args.timeout <= 0:
+        parser.error("--max-tokens must be at least 1, --warmup at least 0, --timeout above 0")
+    options = BenchOptions(
+        url=args.url,
+        model=args.model,
+        concurrencies=concurrencies,
+        requests=args.requests,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        api_key=args.api_key,
+        timeout=args.timeout,
+        warmup=args.warmup,
+        json_path=args.json,
+    )
+    try:
+        return asyncio.run(bench(options, Console()))
+    except KeyboardInterrupt:
+        return 130
 
 
 def serve_main(argv: list[str], one_file: bool) -> int:

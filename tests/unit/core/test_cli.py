@@ -31,6 +31,7 @@ def test_version() -> None:
         ("run", "--task"),
         ("fetch", "--sha256"),
         ("operator", "--config"),
+        ("bench", "--concurrency"),
     ],
 )
 def test_each_command_has_its_own_flags(command: str, flag: str) -> None:

@@ -51,7 +51,7 @@ class BatchingScheduler:
     @property
     def waiting(self) -> int:
         """Requests queued for a slot (or, sequential, behind the one running)."""
-        return len(self._waiting) + max(0, len(self._calls))
+        return len(self._waiting) + len(self._calls)
 
     @property
     def running(self) -> int:
@@ -100,10 +100,9 @@ class BatchingScheduler:
         with self._wake:
             if self._decoder is not None:
                 self._waiting.append(request)
-                self._wake.notify()
             else:
                 self._calls.append(lambda: self._generate_alone(request))
-                self._wake.notify()
+            self._wake.notify()
         try:
             while True:
                 item = await chunks.get()

@@ -77,7 +77,6 @@ class _Sequence:
     stats: GenerationStats
     utf8: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
     generated: int = 0
-    reused: int = 0
     first_token_at: float | None = None
     prefilling: bool = True
 
@@ -158,8 +157,9 @@ class BatchDecoder:
             request.send(error if isinstance(error, InvalidRequestError) else InvalidRequestError(str(error)))
             return
         free = [slot for slot in self.slots if slot.sequence is None]
-        slot = max(free, key=lambda s: (reusable_prefix(s.cached, tokens), -s.last_used))
-        keep = reusable_prefix(slot.cached, tokens)
+        reusable = {s.index: reusable_prefix(s.cached, tokens) for s in free}
+        slot = max(free, key=lambda s: (reusable[s.index], -s.last_used))
+        keep = reusable[slot.index]
         llama_cpp.llama_memory_seq_rm(self._memory, slot.index, keep, -1)
         slot.cached = tokens[:keep]
         max_new = min(request.sampling.max_tokens or room, room)
@@ -175,7 +175,6 @@ class BatchDecoder:
             keep,
             StopMatcher(request.sampling.stop),
             stats,
-            reused=keep,
         )
 
     def step(self) -> None:

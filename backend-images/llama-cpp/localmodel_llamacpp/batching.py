@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from localmodel_llamacpp.decoder import BatchDecoder, Request, default_slots
-from localmodel_llamacpp.engine import Chunk, LlamaEngine, Prompt
+from localmodel_llamacpp.engine import Chunk, LlamaEngine, Prompt, StoppingError
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ class BatchingScheduler:
 
         request = Request(prompt, sampling, send, cancelled)
         with self._wake:
+            if self._closing:
+                raise StoppingError("the backend is stopping")
             if self._decoder is not None:
                 self._waiting.append(request)
             else:
@@ -128,7 +130,7 @@ class BatchingScheduler:
     def _submit(self, call: Callable[[], None]) -> None:
         with self._wake:
             if self._closing:
-                raise RuntimeError("the backend is stopping")
+                raise StoppingError("the backend is stopping")
             self._calls.append(call)
             self._wake.notify()
 

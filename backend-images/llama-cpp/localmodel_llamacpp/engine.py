@@ -52,6 +52,10 @@ class InvalidRequestError(EngineError):
     """The request cannot be served by this model (too long, bad grammar, wrong mode)."""
 
 
+class StoppingError(EngineError):
+    """The backend is shutting down and takes no new work; another replica should serve it."""
+
+
 # llama.cpp reports why a load or a grammar failed only through its log callback. Route that callback
 # into Python logging (warnings and errors; its info lines are thousands per load) and keep the latest
 # errors so they can be put into the failure we return.

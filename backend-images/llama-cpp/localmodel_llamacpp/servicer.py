@@ -13,7 +13,14 @@ from grpc_health.v1.health import aio as health_aio
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.batching import BatchingScheduler
-from localmodel_llamacpp.engine import Chunk, InvalidRequestError, ModelLoadError, ModelNotLoadedError, Prompt
+from localmodel_llamacpp.engine import (
+    Chunk,
+    InvalidRequestError,
+    ModelLoadError,
+    ModelNotLoadedError,
+    Prompt,
+    StoppingError,
+)
 from localmodel_llamacpp.options import OptionsError, chat_messages, chat_tools, load_config, sampling_config
 
 log = logging.getLogger(__name__)
@@ -23,6 +30,7 @@ _STATUS_CODES: dict[type[Exception], grpc.StatusCode] = {
     OptionsError: grpc.StatusCode.INVALID_ARGUMENT,
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     ModelNotLoadedError: grpc.StatusCode.FAILED_PRECONDITION,
+    StoppingError: grpc.StatusCode.UNAVAILABLE,  # the router retries UNAVAILABLE on another replica
 }
 # Services whose readiness follows the model; "" (the whole server) is what Kubernetes' gRPC probe asks.
 HEALTH_SERVICES = ("", "backend.Backend")

@@ -36,6 +36,12 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
         default=0,
         help="requests decoded together, each with the full context (default: up to 4, by context size)",
     )
+    model.add_argument(
+        "--lanes",
+        type=int,
+        default=0,
+        help="decode lanes sharing the cores and slots (default: 2 for a small model on a CPU, else 1)",
+    )
     model.add_argument("--embeddings", action="store_true", help="load for embeddings")
     model.add_argument(
         "--no-mmap", action="store_true", help="read the file into memory instead of mapping it"
@@ -67,7 +73,11 @@ def preload_options(args: argparse.Namespace) -> dict[str, Any] | None:
         "mmap": not args.no_mmap,
         "mlock": args.mlock,
         "flash_attention": args.flash_attention,
-        "options": [*args.option, *([f"parallel:{args.parallel}"] if args.parallel else [])],
+        "options": [
+            *args.option,
+            *([f"parallel:{args.parallel}"] if args.parallel else []),
+            *([f"lanes:{args.lanes}"] if args.lanes else []),
+        ],
     }
 
 

@@ -1,9 +1,9 @@
-"""The scheduler: every engine call on one worker thread, generations batched across slots.
+"""The scheduler: engine calls on one worker thread, generations placed into the slots of decode lanes.
 
-llama.cpp's context is single-threaded, so one worker thread owns it. Between decode steps it runs the
-calls that came in (load, tokenize, embed) and admits waiting generations into free slots; then it runs
-one step of the batch decoder (decoder.py) for every sequence at once. Tokens cross from the worker to
-the event loop through an asyncio queue per request.
+The worker thread runs the calls that come in (load, tokenize, embed) and places waiting generations:
+it tokenizes each one and hands it to the lane (lane.py) with a free slot that can reuse most of its
+prompt, else the one with the most free slots. Each lane steps its own batch decoder (decoder.py) on its
+own thread. Tokens cross to the event loop through an asyncio queue per request.
 
 A model that cannot batch — one loaded for embeddings, or one llama.cpp will not give several sequences —
 is served one request at a time on the same thread, and Status says `sequential`.
@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from localmodel_llamacpp.decoder import BatchDecoder, Request, default_slots
 from localmodel_llamacpp.engine import Chunk, LlamaEngine, Prompt, StoppingError
+from localmodel_llamacpp.lane import Lane, default_lanes, split
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class BatchingScheduler:
         self.engine = engine
         self.mode = "sequential"
         self.slots = 1
-        self._decoder: BatchDecoder | None = None
+        self.lanes: list[Lane] = []
         self._calls: deque[Callable[[], None]] = deque()
         self._waiting: deque[Request] = deque()
         self._wake = threading.Condition()
@@ -55,14 +56,17 @@ class BatchingScheduler:
 
     @property
     def running(self) -> int:
-        return (self._decoder.active if self._decoder else 0) + self._calls_running
+        return sum(lane.decoder.active + len(lane.inbox) for lane in self.lanes) + self._calls_running
 
     def kv_usage(self) -> float:
-        return self._decoder.kv_usage() if self._decoder else 0.0
+        """Share of all lanes' KV cells held by running sequences."""
+        cells = [lane.decoder.kv_cells() for lane in self.lanes]
+        total = sum(all_cells for _, all_cells in cells)
+        return sum(used for used, _ in cells) / total if total else 0.0
 
     def slot_speeds(self) -> list[float]:
         """Tokens/s of each slot's current (or last) generation."""
-        return [slot.tokens_per_second for slot in self._decoder.slots] if self._decoder else []
+        return [slot.tokens_per_second for lane in self.lanes for slot in lane.decoder.slots]
 
     # --- the interface the servicer uses ---
 
@@ -100,11 +104,11 @@ class BatchingScheduler:
         with self._wake:
             if self._closing:
                 raise StoppingError("the backend is stopping")
-            if self._decoder is not None:
+            if self.lanes:
                 self._waiting.append(request)
             else:
                 self._calls.append(lambda: self._generate_alone(request))
-            self._wake.notify()
+            self._wake.notify_all()
         try:
             while True:
                 item = await chunks.get()
@@ -117,13 +121,13 @@ class BatchingScheduler:
         finally:
             cancelled.set()
             with self._wake:
-                self._wake.notify()
+                self._wake.notify_all()
 
     def close(self) -> None:
         """Stop taking work; what waits is dropped, the running step finishes."""
         with self._wake:
             self._closing = True
-            self._wake.notify()
+            self._wake.notify_all()
 
     # --- the worker thread ---
 
@@ -132,12 +136,12 @@ class BatchingScheduler:
             if self._closing:
                 raise StoppingError("the backend is stopping")
             self._calls.append(call)
-            self._wake.notify()
+            self._wake.notify_all()
 
     def _work(self) -> None:
         while True:
             with self._wake:
-                while not (self._closing or self._calls or self._waiting or self._busy()):
+                while not (self._closing or self._calls or (self._waiting and self._free_slots())):
                     self._wake.wait()
                 if self._closing:
                     break
@@ -147,53 +151,75 @@ class BatchingScheduler:
             for call in calls:
                 call()
             self._calls_running = 0
-            decoder = self._decoder
-            if decoder is None:
-                continue
-            with self._wake:
-                admitted: list[Request] = []
-                while self._waiting and len(admitted) < decoder.free_slots:
-                    admitted.append(self._waiting.popleft())
-            for request in admitted:
-                if not request.cancelled.is_set():
-                    try:
-                        decoder.admit(request)
-                    except Exception as error:  # a bug: fail this request, keep serving the others
-                        log.exception("could not start a generation")
-                        request.send(error)
-            try:
-                decoder.step()
-            except Exception as error:  # a bug or llama.cpp failure: fail the batch, keep serving
-                log.exception("decode step failed")
-                decoder.fail_all(error)
-        if self._decoder is not None:
-            self._decoder.close()
+            self._place_waiting()
+        self._stop_lanes()
 
-    def _busy(self) -> bool:
-        return self._decoder is not None and self._decoder.active > 0
+    def _free_slots(self) -> int:
+        return sum(lane.free_slots for lane in self.lanes)
+
+    def _place_waiting(self) -> None:
+        """Hand waiting requests, oldest first, to lanes while any has a free slot."""
+        while True:
+            with self._wake:
+                if not (self._waiting and self._free_slots()):
+                    return
+                request = self._waiting.popleft()
+            if request.cancelled.is_set():
+                continue
+            try:
+                admission = self.lanes[0].decoder.prepare(request)  # any lane's: they share the model
+            except Exception as error:  # a bug: fail this request, keep serving the others
+                log.exception("could not start a generation")
+                request.send(error)
+                continue
+            if admission is None:
+                continue
+            with self._wake:  # only this thread takes slots, so the one free above is free still
+                tokens = admission.tokens
+                lane = max(
+                    (lane for lane in self.lanes if lane.free_slots),
+                    key=lambda lane: (lane.decoder.best_reuse(tokens), lane.free_slots, -lane.index),
+                )
+                lane.place(admission)
+
+    def _stop_lanes(self) -> None:
+        lanes, self.lanes = self.lanes, []
+        for lane in lanes:
+            lane.stop()
 
     def _load(self, config: LoadConfig, slots: int) -> None:
         wanted = slots or default_slots(config.context_size)
         batching = not config.embeddings
-        # With the batch decoder, the Llama object only tokenizes: a small context of its own is enough.
+        self._stop_lanes()  # before the model they decode with goes
+        # With batch decoders, the Llama object only tokenizes: a small context of its own is enough.
         self.engine.load(
             replace(config, context_size=min(config.context_size, _IDLE_CONTEXT)) if batching else config
         )
-        if self._decoder is not None:
-            self._decoder.close()
-            self._decoder = None
         self.mode, self.slots = "sequential", 1
         if not batching:
             log.info("serving one request at a time: the model is loaded for embeddings")
             return
+        lane_count = min(config.lanes or default_lanes(config, wanted), wanted)
+        decoders: list[BatchDecoder] = []
         try:
-            self._decoder = BatchDecoder(self.engine, config, wanted)
+            for lane_slots in split(wanted, lane_count):
+                decoders.append(BatchDecoder(self.engine, config, lane_slots))
         except RuntimeError as error:
+            for decoder in decoders:
+                decoder.close()
             log.warning("serving one request at a time: %s", error)
             self.engine.load(config)  # the sequential path needs the full context
             return
+        lanes: list[Lane] = []
+        lanes += [Lane(i, decoder, config.threads, self._wake, lanes) for i, decoder in enumerate(decoders)]
+        for lane in lanes:
+            lane.start()
+        self.lanes = lanes
         self.mode, self.slots = "batching", wanted
-        log.info("continuous batching", extra={"slots": wanted, "context_per_slot": config.context_size})
+        log.info(
+            "continuous batching",
+            extra={"slots": wanted, "lanes": lane_count, "context_per_slot": config.context_size},
+        )
 
     def _generate_alone(self, request: Request) -> None:
         """The sequential path: the whole generation, on this thread, before anything else."""

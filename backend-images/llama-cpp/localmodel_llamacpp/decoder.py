@@ -2,8 +2,10 @@
 
 Every step (`BatchDecoder.step`) does two decodes: one chunk of one waiting prompt (prefill), then one
 token of every generating sequence, in a single batch with each sequence's own id and positions. So a
-long prompt is taken in chunks between the others' tokens instead of freezing them, and adding a
-sequence costs little: a decode step is dominated by reading the weights once, whatever the batch size.
+long prompt is taken in chunks between the others' tokens instead of freezing them. Where a step is
+bound by reading the weights (bigger models, GPUs) another sequence in it costs little; where it is bound
+by arithmetic (small models on a few CPU cores) it costs nearly a step of its own, and lanes (lane.py)
+are what gains there.
 
 Sequences do not share KV memory (`kv_unified` off: one KV stream per slot), and prompts are always
 prefilled in chunks aligned to multiples of `PREFILL_CHUNK` from position 0. With both, a sequence's
@@ -11,7 +13,8 @@ numbers do not depend on what else runs beside it, so at temperature 0 each requ
 would get alone. Prefix reuse keeps that: a new request takes the free slot whose cached tokens share the
 longest prefix with its prompt, and only whole chunks of that prefix are kept.
 
-Nothing here is thread-safe: the scheduler (batching.py) calls every method from its one worker thread.
+A decoder owns one llama.cpp context and is stepped by one thread (its lane, lane.py); only `prepare`
+and `best_reuse`, which do not touch the context, are called from the scheduler's thread.
 """
 
 from __future__ import annotations
@@ -66,6 +69,16 @@ class Request:
 
 
 @dataclass
+class Admission:
+    """A request checked and tokenized, with its sampler, ready to take a slot."""
+
+    request: Request
+    tokens: list[int]
+    sampler: SamplerChain
+    max_new: int
+
+
+@dataclass
 class _Sequence:
     request: Request
     tokens: list[int]  # the prompt
@@ -109,7 +122,9 @@ class BatchDecoder:
         self.context_size = config.context_size
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = config.context_size * slots  # each slot's stream gets the full context size
-        params.n_batch = params.n_ubatch = max(config.batch_size, slots, PREFILL_CHUNK)
+        # A step decodes one prefill chunk or one token per slot, never more: a bigger batch would only
+        # enlarge the compute and logits buffers (512 rows of a 262k vocabulary are 512 MiB).
+        params.n_batch = params.n_ubatch = max(slots, PREFILL_CHUNK)
         params.n_seq_max = slots
         params.n_threads = params.n_threads_batch = config.threads
         params.kv_unified = False  # a KV stream per slot: sequences never see each other's cells
@@ -123,6 +138,7 @@ class BatchDecoder:
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
+        self._threads = config.threads
         self.slots = [_Slot(i) for i in range(slots)]
 
     # --- what the scheduler asks ---
@@ -135,15 +151,19 @@ class BatchDecoder:
     def free_slots(self) -> int:
         return len(self.slots) - self.active
 
-    def kv_usage(self) -> float:
-        """Share of the KV cells held by running sequences (cached prefixes of idle slots not counted)."""
+    def kv_cells(self) -> tuple[int, int]:
+        """KV cells held by running sequences (cached prefixes of idle slots not counted), and all cells."""
         used = sum(
             slot.sequence.pos + len(slot.sequence.pending) for slot in self.slots if slot.sequence is not None
         )
-        return used / (self.context_size * len(self.slots))
+        return used, self.context_size * len(self.slots)
 
-    def admit(self, request: Request) -> None:
-        """Start a request in the free slot that can reuse most of its prompt; errors go to `send`."""
+    def prepare(self, request: Request) -> Admission | None:
+        """Tokenize and check a request and build its sampler; None (the error sent) if it cannot run.
+
+        This touches the model and its vocabulary but not this decoder's context, so the scheduler calls
+        it on its own thread while the lanes decode.
+        """
         try:
             tokens = self._engine.prompt_tokens(request.prompt)
             room = self.context_size - len(tokens)
@@ -155,6 +175,18 @@ class BatchDecoder:
             sampler = SamplerChain(self._vocab, self._n_vocab, request.sampling)
         except (InvalidRequestError, ValueError) as error:
             request.send(error if isinstance(error, InvalidRequestError) else InvalidRequestError(str(error)))
+            return None
+        return Admission(request, tokens, sampler, min(request.sampling.max_tokens or room, room))
+
+    def best_reuse(self, tokens: list[int]) -> int:
+        """The most prompt tokens a free slot here could keep (what placing a request across lanes asks)."""
+        return max((reusable_prefix(s.cached, tokens) for s in self.slots if s.sequence is None), default=0)
+
+    def start(self, admission: Admission) -> None:
+        """Run a prepared request in the free slot that can reuse most of its prompt."""
+        request, tokens = admission.request, admission.tokens
+        if request.cancelled.is_set():
+            admission.sampler.close()
             return
         free = [slot for slot in self.slots if slot.sequence is None]
         reusable = {s.index: reusable_prefix(s.cached, tokens) for s in free}
@@ -162,20 +194,25 @@ class BatchDecoder:
         keep = reusable[slot.index]
         llama_cpp.llama_memory_seq_rm(self._memory, slot.index, keep, -1)
         slot.cached = tokens[:keep]
-        max_new = min(request.sampling.max_tokens or room, room)
         # GetMetrics reports the latest generation's figures, as on the sequential path; the prompt
         # tokens it counts are the ones decoded (a reused prefix is not).
         stats = self._engine.last = GenerationStats(prompt_tokens=len(tokens) - keep)
         slot.sequence = _Sequence(
             request,
             tokens,
-            max_new,
-            sampler,
+            admission.max_new,
+            admission.sampler,
             tokens[keep:],
             keep,
             StopMatcher(request.sampling.stop),
             stats,
         )
+
+    def set_threads(self, threads: int) -> None:
+        """Threads for the next decodes; the scheduler shares the cores among the lanes that are busy."""
+        if threads != self._threads:
+            llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+            self._threads = threads
 
     def step(self) -> None:
         """One prefill chunk (if a prompt waits) and one token for every generating sequence."""

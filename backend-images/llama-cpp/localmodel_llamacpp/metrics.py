@@ -48,6 +48,9 @@ class SchedulerCollector(Collector):
         yield GaugeMetricFamily(
             "localmodel_backend_slots", "Sequences decoded together", value=scheduler.slots
         )
+        yield GaugeMetricFamily(
+            "localmodel_backend_lanes", "Decode lanes the slots are spread over", value=len(scheduler.lanes)
+        )
 
 
 def serve_metrics(scheduler: BatchingScheduler, port: int) -> None:

@@ -52,6 +52,7 @@ class LoadConfig:
     rope_freq_scale: float = 0.0
     pooling: int = POOLING_TYPES["unspecified"]
     parallel: int = 0  # sequences decoded together (batching slots); 0: chosen from the context size
+    lanes: int = 0  # decode lanes the slots are spread over (lane.py); 0: chosen from model and hardware
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `llama_cpp.Llama`."""
@@ -122,6 +123,7 @@ def load_config(request: backend_pb2.ModelOptions) -> LoadConfig:
         rope_freq_scale=request.rope_freq_scale,
         pooling=extra.get("pooling", POOLING_TYPES["unspecified"]),
         parallel=extra.get("parallel", 0),
+        lanes=extra.get("lanes", 0),
     )
 
 
@@ -133,10 +135,10 @@ def parse_backend_options(options: list[str] | Any) -> dict[str, int]:
     known: dict[str, int] = {}
     for option in options:
         key, _, value = option.partition(":")
-        if key == "parallel":
-            known["parallel"] = _parse_int("options: parallel", value)
-            if not 1 <= known["parallel"] <= MAX_PARALLEL:
-                raise OptionsError(f"options: parallel must be between 1 and {MAX_PARALLEL}, got {value}")
+        if key in ("parallel", "lanes"):
+            known[key] = _parse_int(f"options: {key}", value)
+            if not 1 <= known[key] <= MAX_PARALLEL:
+                raise OptionsError(f"options: {key} must be between 1 and {MAX_PARALLEL}, got {value}")
         elif key == "pooling":
             if value not in POOLING_TYPES:
                 raise OptionsError(f"options: pooling must be one of {sorted(POOLING_TYPES)}, got {value!r}")

@@ -42,7 +42,7 @@ METRICS_PORT = free_port()
 
 @pytest.fixture(scope="module")
 def batched(smollm2_path: Path) -> Iterator[backend_pb2_grpc.BackendStub]:
-    args = ["--model", str(smollm2_path), "--context-size", "1024", "--parallel", "4"]
+    args = ["--model", str(smollm2_path), "--context-size", "1024", "--parallel", "4", "--threads", "2"]
     args += ["--metrics-port", str(METRICS_PORT)]
     with BackendProcess(args) as backend:
         backend.wait_ready()
@@ -117,9 +117,11 @@ def test_cancelling_one_sequence_leaves_the_others_untouched(batched) -> None:
     assert batched.GetMetrics(backend_pb2.MetricsRequest()).tokens_generated < 500
 
 
-def test_more_requests_than_slots_wait_and_all_complete(smollm2_path: Path) -> None:
-    args = ["--model", str(smollm2_path), "--context-size", "512", "--parallel", "2"]
-    with BackendProcess(args) as backend:
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_more_requests_than_slots_wait_and_all_complete(smollm2_path: Path, lanes: int) -> None:
+    # One lane: both slots share each step. Two: a slot each, decoding side by side on a thread each.
+    args = ["--model", str(smollm2_path), "--context-size", "512", "--parallel", "2", "--threads", "2"]
+    with BackendProcess([*args, "--lanes", str(lanes)]) as backend:
         backend.wait_ready()
         for stub in stub_for(backend):
             requests = [request(p, tokens=32) for p in PROMPTS + PROMPTS[:2]]
@@ -157,6 +159,7 @@ def test_prometheus_metrics_speak_the_inference_gateway_protocol(batched) -> Non
         ("vllm:num_requests_waiting", "0.0"),
         ("localmodel_backend_requests_running", "1.0"),
         ("localmodel_backend_slots", "4.0"),
+        ("localmodel_backend_lanes", "2.0"),  # the default for a small model on 2+ CPU threads
     ]:
         assert f"{name} {value}" in text, name
     usage = float(

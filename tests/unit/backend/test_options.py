@@ -51,12 +51,20 @@ def test_load_defaults_and_mapping() -> None:
         ({"model_file": "/m.gguf", "tensor_split": "1,x"}, "tensor_split"),
         ({"model_file": "/m.gguf", "main_gpu": "first"}, "main_gpu"),
         ({"model_file": "/m.gguf", "options": ["pooling:median"]}, "pooling"),
+        ({"model_file": "/m.gguf", "options": ["lanes:0"]}, "lanes must be between"),
+        ({"model_file": "/m.gguf", "options": ["parallel:many"]}, "parallel"),
         ({}, "no model file"),
     ],
 )
 def test_bad_load_options_name_the_field(fields: dict[str, object], message: str) -> None:
     with pytest.raises(OptionsError, match=message):
         load_config(backend_pb2.ModelOptions(**fields))
+
+
+def test_slots_and_lanes_options() -> None:
+    config = load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=["parallel:8", "lanes:2"]))
+    assert (config.parallel, config.lanes) == (8, 2)
+    assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf")).lanes == 0  # chosen at load
 
 
 def test_unknown_backend_options_are_ignored() -> None:

@@ -33,6 +33,7 @@ import llama_cpp
 from localmodel_llamacpp.engine import Chunk, GenerationStats, InvalidRequestError, LlamaEngine, Prompt
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
 from localmodel_llamacpp.samplers import SamplerChain
+from localmodel_llamacpp.step_size import StepSizer
 from localmodel_llamacpp.stopping import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class _Sequence:
     generated: int = 0
     first_token_at: float | None = None
     prefilling: bool = True
+    last_step: int = 0  # the decoder's step count when this sequence last got a token
 
     def chunk(self, text: str, finish_reason: str | None = None) -> Chunk:
         now = time.perf_counter()
@@ -139,6 +141,8 @@ class BatchDecoder:
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
         self._threads = config.threads
+        self._sizer = StepSizer()
+        self._steps = 0
         self.slots = [_Slot(i) for i in range(slots)]
 
     # --- what the scheduler asks ---
@@ -215,7 +219,8 @@ class BatchDecoder:
             self._threads = threads
 
     def step(self) -> None:
-        """One prefill chunk (if a prompt waits) and one token for every generating sequence."""
+        """One prefill chunk (if a prompt waits) and one token for generating sequences: all of them, or
+        as many as the step sizer measured to be fastest per token, those that waited longest first."""
         for slot in self.slots:
             sequence = slot.sequence
             if sequence is not None and sequence.request.cancelled.is_set():
@@ -225,7 +230,14 @@ class BatchDecoder:
             self._prefill(min(prefilling, key=lambda s: s.sequence.request.arrived))  # type: ignore[union-attr]
         generating = [s for s in self.slots if s.sequence is not None and not s.sequence.prefilling]
         if generating:
+            self._steps += 1
+            size = self._sizer.size(len(generating))
+            if size < len(generating):
+                generating.sort(key=lambda s: s.sequence.last_step)  # type: ignore[union-attr]
+                generating = generating[:size]
+            started = time.perf_counter()
             self._generate(generating)
+            self._sizer.record(len(generating), time.perf_counter() - started)
 
     def fail_all(self, error: Exception) -> None:
         for slot in self.slots:
@@ -276,6 +288,7 @@ class BatchDecoder:
             assert sequence is not None
             slot.cached.extend(sequence.pending)
             sequence.pos += 1
+            sequence.last_step = self._steps
             self._take(slot, sequence.sampler.sample(self._ctx, index))
 
     def _fill(self, entries: list[tuple[int, int, int, bool]]) -> None:

@@ -123,11 +123,13 @@ class BatchingScheduler:
             with self._wake:
                 self._wake.notify_all()
 
-    def close(self) -> None:
-        """Stop taking work; what waits is dropped, the running step finishes."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop taking work; what waits is dropped. Returns once the running steps have finished and the
+        lanes' contexts are freed: a lane still decoding while the process frees the model would crash."""
         with self._wake:
             self._closing = True
             self._wake.notify_all()
+        self._worker.join(timeout)
 
     # --- the worker thread ---
 

@@ -25,7 +25,7 @@ def run(sizer: StepSizer, ready: int, step_seconds: Callable[[int], float], step
 
 
 def test_where_a_step_costs_the_same_at_any_size_it_takes_every_ready_sequence() -> None:
-    chosen = run(StepSizer(), 8, lambda size: 0.010, 200)
+    chosen = run(StepSizer(), 8, lambda _size: 0.010, 200)
     assert chosen[:4] == [8, 4, 2, 1]  # each size measured once, the full batch first
     settled = [size for step, size in enumerate(chosen) if step >= 4 and step % REFRESH_EVERY]
     assert set(settled) == {8}  # and between re-measurements, nothing but the full batch

@@ -4,7 +4,7 @@ Taking every ready sequence in each step is right where a step costs about the s
 (the weights are read once for all: bigger models, GPUs). It is wrong where a step is bound by
 arithmetic: SmolLM2-135M Q4_1 on one core decodes one token in 5.9 ms but two together in 15.0 ms
 (llama.cpp's batched kernels for small batches are slower per token than its one-token path there), so
-stepping two sequences in turn makes 20 % more tokens than stepping them together.
+stepping two sequences in turn makes about a quarter more tokens than stepping them together.
 
 So each decoder times its steps by size and takes, each step, the size whose measured tokens per second
 is best. Sizes are powers of two up to the ready count, and the ready count itself; one not measured

@@ -56,7 +56,8 @@ class BatchingScheduler:
 
     @property
     def running(self) -> int:
-        return sum(lane.decoder.active + len(lane.inbox) for lane in self.lanes) + self._calls_running
+        with self._wake:  # lanes move requests from inbox to slots under this lock
+            return sum(lane.decoder.active + len(lane.inbox) for lane in self.lanes) + self._calls_running
 
     def kv_usage(self) -> float:
         """Share of all lanes' KV cells held by running sequences."""

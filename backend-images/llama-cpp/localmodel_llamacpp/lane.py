@@ -19,6 +19,7 @@ from collections import deque
 from pathlib import Path
 
 from localmodel_llamacpp.decoder import Admission, BatchDecoder
+from localmodel_llamacpp.engine import InvalidRequestError
 from localmodel_llamacpp.options import LoadConfig
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ class Lane:
             self._stopping = True
             self._wake.notify_all()
         self._thread.join()
+        unloaded = InvalidRequestError("the model was unloaded")
+        for admission in self.inbox:  # placed here but never started
+            admission.sampler.close()
+            admission.request.send(unloaded)
+        self.inbox.clear()
         self.decoder.close()
 
     def _run(self) -> None:
@@ -86,12 +92,11 @@ class Lane:
                     self._wake.wait()
                 if self._stopping:
                     return
+                # Under the lock (it takes microseconds), so a request is never counted twice or not at
+                # all by free_slots and the scheduler's running figure.
+                while self.inbox:
+                    decoder.start(self.inbox.popleft())
                 threads = self._share_of_threads()
-            # Started before leaving the inbox, so that free_slots never counts a placed request as free.
-            while self.inbox:
-                decoder.start(self.inbox[0])
-                with self._wake:
-                    self.inbox.popleft()
             decoder.set_threads(threads)
             active = decoder.active
             try:

@@ -193,10 +193,12 @@ class BatchingScheduler:
     def _load(self, config: LoadConfig, slots: int) -> None:
         wanted = slots or default_slots(config.context_size)
         batching = not config.embeddings
-        self._stop_lanes()  # before the model they decode with goes
         # With batch decoders, the Llama object only tokenizes: a small context of its own is enough.
+        # The lanes decoding with the previous model stop once the new one has loaded (a load that fails
+        # leaves them serving) and before the previous model is freed.
         self.engine.load(
-            replace(config, context_size=min(config.context_size, _IDLE_CONTEXT)) if batching else config
+            replace(config, context_size=min(config.context_size, _IDLE_CONTEXT)) if batching else config,
+            before_release=self._stop_lanes,
         )
         self.mode, self.slots = "sequential", 1
         if not batching:

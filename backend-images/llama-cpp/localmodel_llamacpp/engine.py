@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,8 +135,12 @@ class LlamaEngine:
         """Raise InvalidRequestError for a GBNF grammar llama.cpp cannot parse."""
         self._grammar(gbnf)
 
-    def load(self, config: LoadConfig) -> None:
-        """Load a model; on failure the previously loaded model (if any) stays in service."""
+    def load(self, config: LoadConfig, before_release: Callable[[], None] | None = None) -> None:
+        """Load a model; on failure the previously loaded model (if any) stays in service.
+
+        `before_release` runs once the new model is loaded, just before the previous one is freed: what
+        still decodes with the previous model must stop there.
+        """
         check_gguf_file(config.model_path)
         _recent_errors.clear()
         started = time.perf_counter()
@@ -149,6 +153,8 @@ class LlamaEngine:
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._chat = _chat_formatter(llama)
         if previous is not None:
+            if before_release is not None:
+                before_release()
             previous.close()
         log.info(
             "model loaded",

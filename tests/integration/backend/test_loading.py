@@ -71,10 +71,15 @@ def test_bad_model_files_fail_cleanly_and_keep_the_loaded_model(
             assert not result.success
             assert reason in result.message and path in result.message
 
-        # Still alive, still serving the model that was loaded before.
+        # Still alive, still serving the model that was loaded before, and still batching it.
         assert backend.Health(backend_pb2.HealthMessage()).message == b"OK"
         assert health_of(channel) == SERVING
         assert backend.Predict(backend_pb2.PredictOptions(prompt="Hello", tokens=2)).tokens == 2
+        scheduler = backend.Status(backend_pb2.HealthMessage()).scheduler
+        assert (scheduler.mode, scheduler.slots) == ("batching", 4)
+        # The batch decoders' full context is still there (the tokenizing context alone holds 512).
+        long_prompt = backend_pb2.PredictOptions(prompt="one two three four " * 300, tokens=2)
+        assert backend.Predict(long_prompt).prompt_tokens > 1000
 
 
 def test_bad_load_options_name_the_field(idle_backend: BackendProcess, smollm2_path: Path) -> None:

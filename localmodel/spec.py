@@ -68,7 +68,11 @@ class EngineOptions(SpecModel):
     context_size: int | None = Field(
         default=None, ge=1, description="KV cache size in tokens (default 4096)."
     )
-    threads: int | None = Field(default=None, ge=1, description="CPU threads (default: one per core).")
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads (default: the CPUs the backend may use; in a pod, its limit).",
+    )
     gpu_layers: int | None = Field(
         default=None, ge=-1, description="Layers offloaded to the GPU; -1 for all (default: all with a GPU)."
     )

@@ -25,7 +25,9 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
     parser.add_argument("--model", help="GGUF file to load at start (else wait for LoadModel)")
     model = parser.add_argument_group("model options (with --model)")
     model.add_argument("--context-size", type=int, default=0, help="KV cache size in tokens (default 4096)")
-    model.add_argument("--threads", type=int, default=0, help="CPU threads (default: one per core)")
+    model.add_argument(
+        "--threads", type=int, default=0, help="CPU threads (default: the CPUs this process may use)"
+    )
     model.add_argument(
         "--batch-size", type=int, default=0, help="prompt tokens per decode step (default 512)"
     )

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from localmodel.wire import backend_pb2
+from localmodel_llamacpp.cpus import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class LoadConfig:
 
     model_path: Path
     context_size: int = DEFAULT_CONTEXT_SIZE
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    threads: int = field(default_factory=available_cpus)  # the CPUs this process may use
     batch_size: int = DEFAULT_BATCH_SIZE
     gpu_layers: int = 0
     mmap: bool = True

@@ -42,7 +42,8 @@ def split(total: int, parts: int) -> list[int]:
 
 
 class Lane:
-    """One decoder and its thread. Every method but the thread's own loop runs under `wake`'s lock."""
+    """One decoder and its thread. `place` and the properties are used under the scheduler's lock
+    (`wake`), which the thread also takes to start placed requests and to sleep."""
 
     def __init__(
         self, index: int, decoder: BatchDecoder, threads: int, wake: threading.Condition, lanes: list[Lane]
@@ -95,7 +96,9 @@ class Lane:
                 # Under the lock (it takes microseconds), so a request is never counted twice or not at
                 # all by free_slots and the scheduler's running figure.
                 while self.inbox:
-                    decoder.start(self.inbox.popleft())
+                    self._start(self.inbox.popleft())
+                if not decoder.active:  # what was placed had been cancelled
+                    continue
                 threads = self._share_of_threads()
             decoder.set_threads(threads)
             active = decoder.active
@@ -107,6 +110,14 @@ class Lane:
             if decoder.active < active:  # a slot came free: the scheduler may place a waiting request
                 with self._wake:
                     self._wake.notify_all()
+
+    def _start(self, admission: Admission) -> None:
+        try:
+            self.decoder.start(admission)
+        except Exception as error:  # a bug: fail this request, keep the lane serving the others
+            log.exception("could not start a generation", extra={"lane": self.index})
+            admission.sampler.close()
+            admission.request.send(error)
 
     def _share_of_threads(self) -> int:
         """This (busy) lane's share of the threads among the lanes that have work now."""

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from localmodel_llamacpp.lane import SMALL_MODEL_BYTES, default_lanes, split
-from localmodel_llamacpp.options import LoadConfig
+from localmodel_llamacpp.decoder import Admission, Request
+from localmodel_llamacpp.engine import Prompt
+from localmodel_llamacpp.lane import SMALL_MODEL_BYTES, Lane, default_lanes, split
+from localmodel_llamacpp.options import LoadConfig, SamplingConfig
+from localmodel_llamacpp.samplers import SamplerChain
 
 
 @pytest.mark.parametrize(
@@ -43,3 +49,95 @@ def test_one_lane_otherwise(tmp_path: Path, change: dict[str, int], slots: int) 
     size = fields.pop("size", 100 * 2**20)
     config = LoadConfig(model_path=model_of_size(tmp_path, size), **fields)  # type: ignore[arg-type]
     assert default_lanes(config, slots) == 1
+
+
+class CountingDecoder:
+    """Stands in for BatchDecoder (which needs a model): a sequence is a number of steps left."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = [None] * slots
+        self.remaining: list[int] = []
+        self.threads_seen: list[int] = []
+        self.steps = 0
+        self.closed = False
+
+    @property
+    def active(self) -> int:
+        return len(self.remaining)
+
+    @property
+    def free_slots(self) -> int:
+        return len(self.slots) - self.active
+
+    def start(self, admission: Admission) -> None:
+        if not admission.request.cancelled.is_set():
+            self.remaining.append(admission.max_new)
+
+    def set_threads(self, threads: int) -> None:
+        self.threads_seen.append(threads)
+
+    def step(self) -> None:
+        self.steps += 1
+        self.remaining = [left - 1 for left in self.remaining if left > 1]
+        time.sleep(0.002)
+
+    def fail_all(self, _error: Exception) -> None:
+        self.remaining = []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def admission(steps: int, cancelled: bool = False) -> Admission:
+    flag = threading.Event()
+    if cancelled:
+        flag.set()
+    request = Request(Prompt(text="x"), SamplingConfig(), lambda _item: None, flag)
+    return Admission(request, [1, 2, 3], SamplerChain.__new__(SamplerChain), steps)
+
+
+def lanes_over(decoders: list[CountingDecoder], threads: int, wake: threading.Condition) -> list[Lane]:
+    lanes: list[Lane] = []
+    lanes += [Lane(i, d, threads, wake, lanes) for i, d in enumerate(decoders)]  # type: ignore[arg-type]
+    for lane in lanes:
+        lane.start()
+    return lanes
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_lone_busy_lane_gets_every_thread_and_busy_lanes_share_them() -> None:
+    wake = threading.Condition()
+    first, second = CountingDecoder(2), CountingDecoder(2)
+    lanes = lanes_over([first, second], 2, wake)
+    with wake:
+        lanes[0].place(admission(20))
+    wait_until(lambda: first.steps == 20 and first.active == 0)
+    assert set(first.threads_seen) == {2}  # alone: both threads
+    first.threads_seen.clear()
+    with wake:
+        lanes[0].place(admission(200))
+        lanes[1].place(admission(200))
+    wait_until(lambda: first.steps == 220 and second.steps == 200)
+    assert first.threads_seen.count(1) > 150 and second.threads_seen.count(1) > 150  # one each, mostly
+    for lane in lanes:
+        lane.stop()
+    assert first.closed and second.closed
+
+
+def test_a_request_cancelled_before_it_started_does_not_stop_the_lane() -> None:
+    wake = threading.Condition()
+    decoder = CountingDecoder(1)
+    (lane,) = lanes_over([decoder], 2, wake)
+    with wake:
+        lane.place(admission(5, cancelled=True))
+    wait_until(lambda: not lane.inbox)
+    with wake:
+        lane.place(admission(5))
+    wait_until(lambda: decoder.steps >= 5 and decoder.active == 0)  # the lane still serves
+    lane.stop()

@@ -9,9 +9,12 @@ are what gains there.
 
 Sequences do not share KV memory (`kv_unified` off: one KV stream per slot), and prompts are always
 prefilled in chunks aligned to multiples of `PREFILL_CHUNK` from position 0. With both, a sequence's
-numbers do not depend on what else runs beside it, so at temperature 0 each request gets the answer it
-would get alone. Prefix reuse keeps that: a new request takes the free slot whose cached tokens share the
-longest prefix with its prompt, and only whole chunks of that prefix are kept.
+numbers depend on what runs beside it only through how many rows a step has, and where llama.cpp's
+kernels give a row the same result at any row count, at temperature 0 each request gets the answer it
+would get alone (a test holds this for SmolLM2 on CPU; kernels that switch with the row count, such as
+K-quant tiles from 8 rows, may change a near-tie). Prefix reuse keeps that: a new request takes the free
+slot whose cached tokens share the longest prefix with its prompt, and only whole chunks of that prefix
+are kept.
 
 A decoder owns one llama.cpp context and is stepped by one thread (its lane, lane.py); only `prepare`
 and `best_reuse`, which do not touch the context, are called from the scheduler's thread.

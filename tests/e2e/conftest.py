@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from localmodel.sources import HuggingFaceSource, parse_source
+from tests.support import waiting
 from tests.support.api_server import Cluster
 from tests.support.file_server import FileServer
 from tests.support.kubelet import SimulatedNode
@@ -119,10 +121,5 @@ async def stack(cluster: Cluster, model_hub: FileServer, tmp_path: Path) -> Asyn
                 await operator.stop()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        await asyncio.sleep(0.1)
+# A cluster converges in seconds, but on two busy cores a step can take many.
+eventually = functools.partial(waiting.eventually, timeout=30.0, every=0.1)

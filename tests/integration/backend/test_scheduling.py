@@ -5,26 +5,19 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.process import BackendProcess
+from tests.support.waiting import wait_until
 
 LONG = backend_pb2.PredictOptions(prompt="Count slowly:", tokens=1500, temperature=0, ignore_eos=True)
 
 
 def status(backend) -> backend_pb2.StatusResponse:
     return backend.Status(backend_pb2.HealthMessage())
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_cancelling_a_stream_stops_generation_at_once(chat) -> None:
@@ -34,7 +27,7 @@ def test_cancelling_a_stream_stops_generation_at_once(chat) -> None:
     stream.cancel()
 
     # Generous: on a loaded machine one token can take seconds; the token count below is the proof.
-    wait_until(lambda: status(chat).scheduler.running == 0, timeout=15.0)
+    wait_until(lambda: status(chat).scheduler.running == 0, "nothing running", timeout=15.0)
     generated = chat.GetMetrics(backend_pb2.MetricsRequest()).tokens_generated
     # 1500 tokens were asked for; generation stopped within a few tokens of the cancel.
     assert 3 <= generated < 20, generated
@@ -61,11 +54,11 @@ def _one_slot_serves_in_arrival_order(chat) -> None:
     second = backend_pb2.PredictOptions(prompt="Hello", tokens=5, temperature=0)
     threads = [threading.Thread(target=run, args=("first", first))]
     threads[0].start()
-    wait_until(lambda: status(chat).scheduler.running == 1)
+    wait_until(lambda: status(chat).scheduler.running == 1, "one request running")
     threads.append(threading.Thread(target=run, args=("second", second)))
     threads[1].start()
 
-    wait_until(lambda: status(chat).scheduler.waiting == 1)
+    wait_until(lambda: status(chat).scheduler.waiting == 1, "one request waiting")
     busy = status(chat)
     assert busy.state == backend_pb2.StatusResponse.BUSY
     assert (busy.scheduler.running, busy.scheduler.slots, busy.scheduler.mode) == (1, 1, "batching")

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import yaml
 from tests.support.local_mode import LocalMode
 from tests.support.models import require_model
 from tests.support.processes import backends_of, is_running
+from tests.support.waiting import wait_until
 
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
@@ -35,14 +35,6 @@ def write(folder: Path, name: str, *documents: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(yaml.safe_dump_all(documents))
     return folder
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +102,7 @@ def test_sigterm_drains_requests_then_leaves_no_process(tmp_path: Path) -> None:
         assert len(chunks) > 2 and chunks[-1].choices[0].finish_reason in ("stop", "length")
         assert served.wait_exit() == 0
         for pid in backends:
-            wait_until(lambda pid=pid: not is_running(pid), 10, f"backend {pid} stopped")
+            wait_until(lambda pid=pid: not is_running(pid), f"backend {pid} stopped", timeout=10, every=0.1)
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -160,7 +152,9 @@ def test_a_model_scaled_to_zero_wakes_on_its_first_request_and_sleeps_when_idle(
             caller.join(120)
         assert len(answers) == 2
         assert len(backends_of(pid)) == 1
-        wait_until(lambda: backends_of(pid) == {}, 15, "the idle model scaled back to zero")
+        wait_until(
+            lambda: backends_of(pid) == {}, "the idle model scaled back to zero", timeout=15, every=0.1
+        )
         assert "lazy: idle for 2s; scaling to zero" in served.log()
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from localmodel_llamacpp.process import BackendProcess, free_port
 from tests.support.api_server import LOCALMODELS, Cluster
 from tests.support.fake_backend import start_fake_backend
 from tests.support.router import RouterProcess
+from tests.support.waiting import eventually
 
 SMOLLM2 = {"model": {"url": "hf://HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/smollm2.gguf"}}
 
@@ -56,16 +57,6 @@ async def ask(router: RouterProcess, model: str, text: str = "Hi", history: list
     content = answer.choices[0].message.content
     assert content is not None
     return content.removeprefix("replica-")
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 5.0) -> float:
-    """Seconds until `check` holds (polled every 20 ms); fails after `timeout`."""
-    started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
 
 
 async def test_endpoint_slices_decide_which_backend_answers(cluster: Cluster) -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from localmodel_llamacpp.engine import Prompt
 from localmodel_llamacpp.lane import SMALL_MODEL_BYTES, Lane, default_lanes, split
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
 from localmodel_llamacpp.samplers import SamplerChain
+from tests.support.waiting import wait_until
 
 
 @pytest.mark.parametrize(
@@ -104,26 +104,19 @@ def lanes_over(decoders: list[CountingDecoder], threads: int, wake: threading.Co
     return lanes
 
 
-def wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 def test_a_lone_busy_lane_gets_every_thread_and_busy_lanes_share_them() -> None:
     wake = threading.Condition()
     first, second = CountingDecoder(2), CountingDecoder(2)
     lanes = lanes_over([first, second], 2, wake)
     with wake:
         lanes[0].place(admission(20))
-    wait_until(lambda: first.steps == 20 and first.active == 0)
+    wait_until(lambda: first.steps == 20 and first.active == 0, "the lone request done")
     assert set(first.threads_seen) == {2}  # alone: both threads
     first.threads_seen.clear()
     with wake:
         lanes[0].place(admission(200))
         lanes[1].place(admission(200))
-    wait_until(lambda: first.steps == 220 and second.steps == 200)
+    wait_until(lambda: first.steps == 220 and second.steps == 200, "both lanes done")
     assert first.threads_seen.count(1) > 150 and second.threads_seen.count(1) > 150  # one each, mostly
     for lane in lanes:
         lane.stop()
@@ -136,8 +129,10 @@ def test_a_request_cancelled_before_it_started_does_not_stop_the_lane() -> None:
     (lane,) = lanes_over([decoder], 2, wake)
     with wake:
         lane.place(admission(5, cancelled=True))
-    wait_until(lambda: not lane.inbox)
+    wait_until(lambda: not lane.inbox, "the cancelled request taken")
     with wake:
         lane.place(admission(5))
-    wait_until(lambda: decoder.steps >= 5 and decoder.active == 0)  # the lane still serves
+    wait_until(
+        lambda: decoder.steps >= 5 and decoder.active == 0, "the next request served"
+    )  # the lane still serves
     lane.stop()

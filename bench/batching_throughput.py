@@ -53,8 +53,7 @@ def end_of_text_bans(llama: llama_cpp.Llama) -> dict[int, float]:
     return {t: -float("inf") for t in range(llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
 
 
-def in_process_rate(llama: llama_cpp.Llama, clients: int, tokens: int) -> float:
-    bans = end_of_text_bans(llama)
+def in_process_rate(llama: llama_cpp.Llama, bans: dict[int, float], clients: int, tokens: int) -> float:
     started = time.perf_counter()
     for n in range(clients):  # llama-cpp-python has one context: one stream at a time
         llama.reset()
@@ -91,9 +90,10 @@ def main() -> None:
                 backend_rate(stub, 1, 8)  # warm-up
                 rates[name] = {level: backend_rate(stub, level, args.tokens) for level in levels}
     llama = llama_cpp.Llama(str(model), n_ctx=CONTEXT, n_threads=args.threads, verbose=False)
-    in_process_rate(llama, 1, 8)
+    bans = end_of_text_bans(llama)
+    in_process_rate(llama, bans, 1, 8)
     rates["llama-cpp-python in-process"] = {
-        level: in_process_rate(llama, level, args.tokens) for level in levels
+        level: in_process_rate(llama, bans, level, args.tokens) for level in levels
     }
 
     table = Table(

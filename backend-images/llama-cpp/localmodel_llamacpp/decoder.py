@@ -96,7 +96,7 @@ class _Sequence:
     generated: int = 0
     first_token_at: float | None = None
     prefilling: bool = True
-    last_step: int = 0  # the decoder's step count when this sequence last got a token
+    last_step: int = 0  # the number of the generation step in which this sequence last got a token
 
     def chunk(self, text: str, finish_reason: str | None = None) -> Chunk:
         now = time.perf_counter()
@@ -144,8 +144,7 @@ class BatchDecoder:
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
         self._threads = config.threads
-        self._sizer = StepSizer()
-        self._steps = 0
+        self._sizer = StepSizer()  # also counts the generation steps
         self.slots = [_Slot(i) for i in range(slots)]
 
     # --- what the scheduler asks ---
@@ -233,7 +232,6 @@ class BatchDecoder:
             self._prefill(min(prefilling, key=lambda s: s.sequence.request.arrived))  # type: ignore[union-attr]
         generating = [s for s in self.slots if s.sequence is not None and not s.sequence.prefilling]
         if generating:
-            self._steps += 1
             size = self._sizer.size(len(generating))
             if size < len(generating):
                 generating.sort(key=lambda s: s.sequence.last_step)  # type: ignore[union-attr]
@@ -291,7 +289,7 @@ class BatchDecoder:
             assert sequence is not None
             slot.cached.extend(sequence.pending)
             sequence.pos += 1
-            sequence.last_step = self._steps
+            sequence.last_step = self._sizer.steps + 1  # this step's number: recorded once it ends
             self._take(slot, sequence.sampler.sample(self._ctx, index))
 
     def _fill(self, entries: list[tuple[int, int, int, bool]]) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from pathlib import Path
 
 from localmodel_llamacpp.decoder import Admission, BatchDecoder
 from localmodel_llamacpp.engine import InvalidRequestError
@@ -33,7 +32,7 @@ def default_lanes(config: LoadConfig, slots: int) -> int:
     """Lanes when the load asks for none: two for a small model on a CPU with 2+ threads, else one."""
     if config.gpu_layers != 0 or config.threads < 2 or slots < 2:
         return 1
-    return 2 if Path(config.model_path).stat().st_size <= SMALL_MODEL_BYTES else 1
+    return 2 if config.model_path.stat().st_size <= SMALL_MODEL_BYTES else 1
 
 
 def split(total: int, parts: int) -> list[int]:

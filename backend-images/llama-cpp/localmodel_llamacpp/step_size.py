@@ -34,7 +34,7 @@ def candidate_sizes(ready: int) -> list[int]:
 class StepSizer:
     seconds: dict[int, float] = field(default_factory=dict)  # size -> running average of a step's time
     measured_at: dict[int, int] = field(default_factory=dict)  # size -> step count when last timed
-    steps: int = 0
+    steps: int = 0  # steps recorded so far; the decoder numbers its steps by it
 
     def size(self, ready: int) -> int:
         """How many of `ready` sequences the next step takes."""

@@ -243,8 +243,7 @@ class BatchDecoder:
     def fail_all(self, error: Exception) -> None:
         for slot in self.slots:
             if slot.sequence is not None:
-                slot.sequence.request.send(error)
-                self._release(slot)
+                self._release(slot, error)
 
     def close(self) -> None:
         self.fail_all(InvalidRequestError("the model was unloaded"))
@@ -310,8 +309,7 @@ class BatchDecoder:
         log.error("decode failed", extra={"code": code, "sequences": len(slots)})
         for slot in slots:
             if slot.sequence is not None:
-                slot.sequence.request.send(error)
-                self._release(slot, keep_cache=False)
+                self._release(slot, error, keep_cache=False)
         return False
 
     def _take(self, slot: _Slot, token: int) -> None:
@@ -345,18 +343,21 @@ class BatchDecoder:
         sequence = slot.sequence
         assert sequence is not None
         # What a stop string held back goes out now; bytes of a character cut by the limit do not.
-        sequence.request.send(sequence.chunk(sequence.stops.flush() if flush else "", reason))
-        self._release(slot)
+        self._release(slot, sequence.chunk(sequence.stops.flush() if flush else "", reason))
 
-    def _release(self, slot: _Slot, keep_cache: bool = True) -> None:
-        """Free the slot; its KV stays for prefix reuse (its cells are overwritten by the next user)."""
-        if slot.sequence is not None:
-            slot.sequence.sampler.close()
+    def _release(self, slot: _Slot, last: object, keep_cache: bool = True) -> None:
+        """Free the slot, then send its request `last` (final Chunk or error): a client that has seen
+        its end must find the slot free (Status counts it no more). The KV stays for prefix reuse (its
+        cells are overwritten by the next user)."""
+        sequence = slot.sequence
+        assert sequence is not None
+        sequence.sampler.close()
         slot.sequence = None
         slot.last_used = time.perf_counter()
         if not keep_cache:
             llama_cpp.llama_memory_seq_rm(self._memory, slot.index, -1, -1)
             slot.cached = []
+        sequence.request.send(last)
 
     def _piece(self, token: int) -> bytes:
         buffer = ctypes.create_string_buffer(64)

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         ("router", "run the OpenAI-compatible router over fixed backend addresses"),
         ("operator", "run the Kubernetes operator: LocalModels → backend Deployments"),
         ("bench", "measure any OpenAI-compatible server: tokens/s, time to first token, latency"),
+        ("doctor", "show what llama.cpp will use on this machine (CPU features, GPU, repacking) and why"),
     ):
         commands.add_parser(name, help=help_text, add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from localmodel_operator.__main__ import main as operator_main
 
         return operator_main(rest)
+    if args.command == "doctor":
+        from localmodel_llamacpp.doctor import main as doctor_main
+
+        return doctor_main(rest)
     if args.command == "fetch":
         return fetch_main(rest)
     if args.command == "bench":

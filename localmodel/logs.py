@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -47,14 +48,23 @@ class _FieldsFormatter(logging.Formatter):
         return f"{text}  {fields}" if fields else text
 
 
+# "json" or "text": overrides the choice by terminal. Local mode sets "text" for the backends whose
+# stderr it relays to a terminal (their stderr is a pipe, but a person reads it).
+LOG_FORMAT_VARIABLE = "LOCALMODEL_LOG_FORMAT"
+
+
 def configure_logging(level: str = "INFO", json_lines: bool | None = None) -> None:
     """Send every logger's records to stderr, as JSON lines unless stderr is a terminal."""
+    chosen = os.environ.get(LOG_FORMAT_VARIABLE)
     if json_lines is None:
-        json_lines = not sys.stderr.isatty()
+        json_lines = chosen == "json" or (chosen != "text" and not sys.stderr.isatty())
     handler: logging.Handler
     if json_lines:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
+    elif not sys.stderr.isatty():  # text for a reader at the other end of a pipe: plain, never wrapped
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_FieldsFormatter("%(levelname)-7s %(name)s: %(message)s"))
     else:
         from rich.logging import RichHandler  # imported here: only terminals need it
 

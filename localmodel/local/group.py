@@ -99,7 +99,25 @@ class ModelGroup:
 
     def _publish(self) -> None:
         ready = [replica.address for replica in self._replicas if replica.address is not None]
-        self._discovery.set_endpoints(self.name, ready, starting=len(ready) < len(self._replicas))
+        crashed = None if ready else self._crashed()
+        ended = crashed.last_exit if crashed else None
+        self._discovery.set_endpoints(
+            self.name,
+            ready,
+            starting=len(ready) < len(self._replicas),
+            failure=ended.describe("its backend process", output=False) if ended else None,
+            failure_output=ended.log_tail if ended else (),
+            failing_to_start=crashed.died_starting if crashed else False,
+        )
+
+    def _crashed(self) -> BackendSupervisor | None:
+        """A replica whose last process failed, when none is ready: the router puts why into its errors
+        and /readyz."""
+        for replica in self._replicas:
+            ended = replica.last_exit
+            if ended is not None and (ended.signal or ended.code):
+                return replica
+        return None
 
     async def _scale_to_zero_when_idle(self) -> None:
         delay = self._spec.scale_down_delay_seconds

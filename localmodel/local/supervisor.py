@@ -8,17 +8,21 @@ doubles with each quick crash.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ctypes
 import logging
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from localmodel.command import BackendCommand
+from localmodel.crashes import TAIL_LINES, BackendExit
+from localmodel.logs import LOG_FORMAT_VARIABLE
 from localmodel_llamacpp.process import free_port
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,9 @@ LIVENESS_PERIOD_SECONDS = 5.0
 LIVENESS_FAILURES = 3  # consecutive failed checks before a live-but-stuck process is killed
 # Retry connections fast while a backend starts: gRPC's default reconnect backoff (1 s and growing)
 # would add up to a second to every cold start.
+_RELAY_CHUNK = 64 * 1024
+# The backend's stderr is a pipe to us; where we relay it to a person, it should write for one.
+_LOG_FORMAT = {LOG_FORMAT_VARIABLE: "text"} if sys.stderr.isatty() else {}
 _FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 200)]
 
 
@@ -53,6 +60,8 @@ class BackendSupervisor:
     ) -> None:
         self.label = label
         self.address: str | None = None
+        self.last_exit: BackendExit | None = None  # how the latest process ended, until one is ready again
+        self.died_starting = False  # the latest process ended before it was ready (a crash at load)
         self._command_for = command_for
         self._on_change = on_change
         self._startup_timeout = startup_timeout
@@ -117,41 +126,64 @@ class BackendSupervisor:
             "-m",
             "localmodel_llamacpp",
             *command.args,
-            env={**os.environ, **command.env, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **_LOG_FORMAT, **command.env, "PYTHONUNBUFFERED": "1"},
             # Own process group: a terminal's Ctrl-C reaches local mode, which drains before stopping
             # backends, instead of killing the backends mid-request.
             start_new_session=True,
             preexec_fn=_exit_with_parent,
+            # Relayed to our stderr as it comes; the last lines say why a crashed process died.
+            stderr=asyncio.subprocess.PIPE,
         )
         log.info("%s: started process %d on %s", self.label, process.pid, address)
-        async with grpc.aio.insecure_channel(address, options=_FAST_RECONNECT) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            await self._wait_serving(health, process)
-            self.address = address
-            self._on_change()
-            if not self.first_ready.done():
-                self.first_ready.set_result(None)
-            log.info("%s: ready on %s", self.label, address)
-            try:
-                code = await self._watch(health, process)
-            finally:
-                self.address = None
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        relaying = asyncio.create_task(_relay_output(process, tail))
+        try:
+            async with grpc.aio.insecure_channel(address, options=_FAST_RECONNECT) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                if not await self._wait_serving(health, process):
+                    ended = await self._ended(process, relaying, tail)
+                    self.died_starting = True
+                    self._on_change()  # the router tells waiting requests why
+                    raise BackendStartError(ended.describe(f"process {process.pid}", " before it was ready"))
+                self.address, self.last_exit, self.died_starting = address, None, False
                 self._on_change()
+                if not self.first_ready.done():
+                    self.first_ready.set_result(None)
+                log.info("%s: ready on %s", self.label, address)
+                try:
+                    await self._watch(health, process)
+                    ended = await self._ended(process, relaying, tail)
+                finally:
+                    self.address = None
+                    self._on_change()
+        finally:
+            relaying.cancel()
         if not self._stopping:
-            log.warning("%s: process %d exited with code %s", self.label, process.pid, code)
+            log.error("%s: %s", self.label, ended.describe(f"process {process.pid}"))
+
+    async def _ended(
+        self, process: asyncio.subprocess.Process, relaying: asyncio.Task[None], tail: deque[str]
+    ) -> BackendExit:
+        """How the exited process ended, with its last output (read to the end first); kept in last_exit."""
+        returncode = await process.wait()
+        try:
+            await asyncio.wait_for(asyncio.shield(relaying), 2.0)
+        except TimeoutError:
+            pass  # a grandchild holds the pipe open: what arrived so far will do
+        self.last_exit = BackendExit.from_returncode(returncode, tail)
+        return self.last_exit
 
     async def _wait_serving(
         self, health: health_pb2_grpc.HealthStub, process: asyncio.subprocess.Process
-    ) -> None:
+    ) -> bool:
+        """True once the process serves; False if it exited first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._startup_timeout
         while loop.time() < deadline:
             if process.returncode is not None:
-                raise BackendStartError(
-                    f"process {process.pid} exited with code {process.returncode} before it was ready"
-                )
+                return False
             if await _is_serving(health, timeout=1.0):
-                return
+                return True
             await asyncio.sleep(0.05)
         process.kill()
         await process.wait()
@@ -174,6 +206,23 @@ class BackendSupervisor:
                     process.kill()
         finally:
             exited.cancel()
+
+
+async def _relay_output(process: asyncio.subprocess.Process, tail: deque[str]) -> None:
+    """Copy the process's stderr to ours as it comes, keeping its last lines in `tail`. Read in chunks,
+    not lines: a line longer than asyncio's line limit must not stop the copy (the child would block)."""
+    assert process.stderr is not None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    partial = ""
+    while chunk := await process.stderr.read(_RELAY_CHUNK):
+        text = decoder.decode(chunk)
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        *lines, partial = (partial + text).split("\n")
+        tail.extend(lines)
+        partial = partial[-_RELAY_CHUNK:]
+    if partial:
+        tail.append(partial)
 
 
 async def _is_serving(health: health_pb2_grpc.HealthStub, timeout: float) -> bool:

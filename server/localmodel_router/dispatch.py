@@ -21,7 +21,7 @@ from localmodel_router.affinity import prefix_key
 from localmodel_router.backends import BackendPool, BackendUnreachableError, is_unreachable, router_error
 from localmodel_router.balancer import Balancer, Lease
 from localmodel_router.discovery import ModelRoute
-from localmodel_router.errors import BackendError, OverloadedError
+from localmodel_router.errors import BackendError, OverloadedError, RouterError
 from localmodel_router.hold import Hold
 from localmodel_router.load import ModelLoad
 
@@ -160,9 +160,7 @@ class Dispatcher:
         replacement = await self._hold.after_unreachable(route, tried, self._unreachable_grace)
         if replacement is not None:
             return replacement
-        if error is not None:
-            raise router_error(error, route.name) from error
-        raise BackendError(f"model '{route.name}': no backend could be reached", retry_after=1)
+        raise self._unreachable(route, error) from error
 
     def _note_unreachable(
         self, route: ModelRoute, tried: set[str], lease: Lease, error: grpc.aio.AioRpcError | None
@@ -170,10 +168,23 @@ class Dispatcher:
         tried.add(lease.address)
         metrics.BACKEND_ERRORS.labels(route.name, "UNAVAILABLE").inc()
         if len(tried) >= self._tries:
-            if error is not None:
-                raise router_error(error, route.name) from error
-            raise BackendError(f"model '{route.name}': no backend could be reached", retry_after=1)
+            raise self._unreachable(route, error) from error
         metrics.RETRIES.labels(route.name).inc()
+
+    def _unreachable(self, route: ModelRoute, error: grpc.aio.AioRpcError | None) -> RouterError:
+        """The error for a request no replica could take, saying why where discovery knows (a crash)."""
+        if error is None:
+            failed: RouterError = BackendError(
+                f"model '{route.name}': no backend could be reached", retry_after=1
+            )
+        else:
+            failed = router_error(error, route.name)
+        why = self._hold.why(route.name)
+        return (
+            type(failed)(failed.message + why, param=failed.param, retry_after=failed.retry_after)
+            if why
+            else failed
+        )
 
     @staticmethod
     def _key(route: ModelRoute, request: backend_pb2.PredictOptions) -> str | None:

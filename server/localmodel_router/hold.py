@@ -43,12 +43,18 @@ class Hold:
                 return await asyncio.wait_for(self._until_ready(route), self._timeout)
         except TimeoutError:
             raise OverloadedError(
-                f"model '{name}' has no ready backend after {self._timeout:.0f}s; retry later",
+                f"model '{name}' has no ready backend after {self._timeout:.0f}s; retry later"
+                + self.why(name),
                 retry_after=max(1, round(self._timeout / 4)),
             ) from None
         finally:
             self._held[name] -= 1
             metrics.HELD_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    def why(self, model: str) -> str:
+        """'. Why: <what ended its backends>' when discovery knows (a crashed process), else ''."""
+        current = self._discovery.table().get(model)
+        return f". Why: {current.failure}" if current is not None and current.failure else ""
 
     async def _until_ready(self, route: ModelRoute) -> ModelRoute:
         if route.scales_from_zero and not route.starting:
@@ -59,6 +65,11 @@ class Hold:
                 raise ModelNotFoundError(f"model '{route.name}' was removed while starting", param="model")
             if current.endpoints:
                 return current
+            if current.failing_to_start and current.failure:
+                raise OverloadedError(
+                    f"model '{route.name}' cannot start: {current.failure}",
+                    retry_after=max(1, round(self._timeout / 4)),
+                )
             await self._discovery.wait_for_change()
 
     async def after_unreachable(self, route: ModelRoute, tried: set[str], grace: float) -> ModelRoute | None:

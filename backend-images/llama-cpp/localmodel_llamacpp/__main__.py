@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import sys
 from typing import Any
 
 from localmodel.logs import configure_logging
+from localmodel_llamacpp.repack import REPACK_MODES
 from localmodel_llamacpp.server import PreloadError, serve
 
 log = logging.getLogger("localmodel_llamacpp")
@@ -43,6 +45,13 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="decode lanes sharing the cores and slots (default: 2 for a small model on a CPU, else 1)",
+    )
+    model.add_argument(
+        "--repack",
+        choices=REPACK_MODES,
+        default="",
+        help="put weights into llama.cpp's repacked (faster-kernel) buffers; auto: on, except where "
+        "llama.cpp's AMX kernels would run, which crash (default auto; `localmodel doctor` says why)",
     )
     model.add_argument("--embeddings", action="store_true", help="load for embeddings")
     model.add_argument(
@@ -79,6 +88,7 @@ def preload_options(args: argparse.Namespace) -> dict[str, Any] | None:
             *args.option,
             *([f"parallel:{args.parallel}"] if args.parallel else []),
             *([f"lanes:{args.lanes}"] if args.lanes else []),
+            *([f"repack:{args.repack}"] if args.repack else []),
         ],
     }
 
@@ -86,6 +96,11 @@ def preload_options(args: argparse.Namespace) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None, prog: str = "localmodel backend") -> int:
     args = build_parser(prog).parse_args(argv)
     configure_logging(args.log_level)
+    # A crash inside llama.cpp (SIGSEGV, SIGILL, SIGABRT, SIGBUS) writes "Fatal Python error" and the
+    # crashing thread's Python stack to stderr before the process dies: what local mode and the pod's
+    # termination message show as the crash's last output. One thread only: the others' stacks would
+    # push the lines before the crash out of those last lines.
+    faulthandler.enable(all_threads=False)
     try:
         asyncio.run(serve(args.addr, preload_options(args), args.grace_period, args.metrics_port))
     except PreloadError as error:

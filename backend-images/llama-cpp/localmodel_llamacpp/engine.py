@@ -16,8 +16,8 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
-from contextlib import closing
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Event
@@ -29,6 +29,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
+from localmodel_llamacpp.repack import RepackDecision, decide_repack, parse_system_info, read_cpu_flags
 from localmodel_llamacpp.stopping import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -61,15 +62,19 @@ class StoppingError(EngineError):
 # errors so they can be put into the failure we return.
 _llama_log = logging.getLogger("llama.cpp")
 _recent_errors: deque[str] = deque(maxlen=8)
+# The info lines that say where the weights went ("CPU_REPACK model buffer size = 99.00 MiB").
+_buffer_lines: deque[str] = deque(maxlen=16)
 # ggml's enum ggml_log_level (ggml.h). llama-cpp-python's own callback still uses an older numbering
 # and would print llama.cpp's info lines as warnings.
-_GGML_WARN, _GGML_ERROR = 3, 4
+_GGML_INFO, _GGML_WARN, _GGML_ERROR = 2, 3, 4
 _GGML_LEVELS = {_GGML_WARN: logging.WARNING, _GGML_ERROR: logging.ERROR}
 
 
 @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
 def _forward_llama_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
     message = text.decode("utf-8", "replace").strip()
+    if level == _GGML_INFO and "model buffer size" in message:
+        _buffer_lines.append(message)
     if level in _GGML_LEVELS and message:
         if level == _GGML_ERROR:
             _recent_errors.append(message)
@@ -118,6 +123,7 @@ class LlamaEngine:
         self._chat: Jinja2ChatFormatter | None = None
         self._vocab: Any = None
         self.last = GenerationStats()
+        self.weight_buffers: dict[str, float] = {}  # MiB of weights per llama.cpp buffer type
 
     @property
     def config(self) -> LoadConfig | None:
@@ -142,14 +148,26 @@ class LlamaEngine:
         still decodes with the previous model must stop there.
         """
         check_gguf_file(config.model_path)
+        decision = repack_decision(config.repack)
+        log.info("weights buffers", extra={"repack": decision.repack, "reason": decision.reason})
         _recent_errors.clear()
+        _buffer_lines.clear()
         started = time.perf_counter()
         try:
-            llama = llama_cpp.Llama(**config.llama_kwargs())
+            with _model_params(use_extra_bufts=decision.repack):
+                llama = llama_cpp.Llama(**config.llama_kwargs())
         except (ValueError, RuntimeError) as error:
             detail = "; ".join(_recent_errors) or str(error)
             raise ModelLoadError(f"llama.cpp could not load {config.model_path}: {detail}") from error
+        weight_buffers = parse_buffer_lines(_buffer_lines)
+        log.info("warming up: one prompt step and one token step")
+        try:
+            warm_up(llama)
+        except RuntimeError as error:
+            llama.close()
+            raise ModelLoadError(f"the warm-up decode of {config.model_path} failed: {error}") from error
         previous, self._llama, self._config = self._llama, llama, config
+        self.weight_buffers = weight_buffers
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._chat = _chat_formatter(llama)
         if previous is not None:
@@ -164,6 +182,8 @@ class LlamaEngine:
                 "context_size": llama.n_ctx(),
                 "threads": config.threads,
                 "gpu_layers": config.gpu_layers,
+                "repack": decision.repack,
+                "weights_mib": weight_buffers,
                 "chat_template": self._chat is not None,
             },
         )
@@ -320,6 +340,67 @@ class LlamaEngine:
             grammar=grammar,
         )
         return stream
+
+
+def repack_decision(mode: str) -> RepackDecision:
+    """Whether weights go into llama.cpp's extra buffer types on this CPU with this build (repack.py)."""
+    return decide_repack(mode, read_cpu_flags(), build_features())
+
+
+def build_features() -> dict[str, str]:
+    """What this llama.cpp build was compiled with and detects (`llama_print_system_info`)."""
+    return parse_system_info(llama_cpp.llama_print_system_info().decode("utf-8", "replace"))
+
+
+@contextmanager
+def _model_params(use_extra_bufts: bool) -> Iterator[None]:
+    """Make `Llama` load with `use_extra_bufts` set. llama-cpp-python 0.3.36 has no argument for it; its
+    constructor starts from `llama_model_default_params()`, so hand it defaults with the field changed.
+    Safe: models load on one thread only (the scheduler's worker)."""
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+
+    def params() -> Any:
+        defaults = original()
+        defaults.use_extra_bufts = use_extra_bufts
+        return defaults
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = original
+
+
+def warm_up(llama: llama_cpp.Llama) -> None:
+    """Decode a few tokens, then one, and forget them: the prompt and the generation kernels both run
+    once before the backend says SERVING, so a kernel that crashes on this machine crashes here (as
+    llama-server's warm-up does), never in a user's request."""
+    tokens = llama.tokenize(b"Hello, world", add_bos=True, special=False)[:4] or [0]
+    memory = llama_cpp.llama_get_memory(llama.ctx)
+    try:
+        for step in (tokens, tokens[-1:]):
+            array = (llama_cpp.llama_token * len(step))(*step)
+            status = llama_cpp.llama_decode(llama.ctx, llama_cpp.llama_batch_get_one(array, len(step)))
+            if status != 0:
+                raise RuntimeError(f"llama_decode returned {status}")
+    finally:
+        llama_cpp.llama_memory_clear(memory, True)
+        llama.reset()  # type: ignore[no-untyped-call]
+
+
+def parse_buffer_lines(lines: Iterable[str]) -> dict[str, float]:
+    """MiB per buffer type ({"CPU_REPACK": 12.7, "CPU_Mapped": 235.2}) from llama.cpp's load lines
+    ("load_tensors:   CPU_REPACK model buffer size =    12.66 MiB")."""
+    sizes: dict[str, float] = {}
+    for line in lines:
+        head, _, size = line.partition("model buffer size =")
+        name = head.split(":")[-1].strip()
+        try:
+            sizes[name] = sizes.get(name, 0.0) + float(size.split()[0])
+        except (ValueError, IndexError):
+            continue
+    return sizes
 
 
 def check_gguf_file(path: Path) -> None:

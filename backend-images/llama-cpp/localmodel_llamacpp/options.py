@@ -15,6 +15,7 @@ from typing import Any
 
 from localmodel.wire import backend_pb2
 from localmodel_llamacpp.cpus import available_cpus
+from localmodel_llamacpp.repack import REPACK_MODES
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class LoadConfig:
     pooling: int = POOLING_TYPES["unspecified"]
     parallel: int = 0  # sequences decoded together (batching slots); 0: chosen from the context size
     lanes: int = 0  # decode lanes the slots are spread over (lane.py); 0: chosen from model and hardware
+    repack: str = "auto"  # weights in llama.cpp's repacked/AMX buffers: auto, on, off (repack.py)
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `llama_cpp.Llama`."""
@@ -121,28 +123,33 @@ def load_config(request: backend_pb2.ModelOptions) -> LoadConfig:
         tensor_split=_parse_tensor_split(request.tensor_split) if request.tensor_split else None,
         rope_freq_base=request.rope_freq_base,
         rope_freq_scale=request.rope_freq_scale,
-        pooling=extra.get("pooling", POOLING_TYPES["unspecified"]),
-        parallel=extra.get("parallel", 0),
-        lanes=extra.get("lanes", 0),
+        pooling=int(extra.get("pooling", POOLING_TYPES["unspecified"])),
+        parallel=int(extra.get("parallel", 0)),
+        lanes=int(extra.get("lanes", 0)),
+        repack=str(extra.get("repack", "auto")),
     )
 
 
-def parse_backend_options(options: list[str] | Any) -> dict[str, int]:
+def parse_backend_options(options: list[str] | Any) -> dict[str, int | str]:
     """The backend-specific "key:value" options this backend understands.
 
     LocalAI passes options meant for many backends; unknown keys are logged and ignored, not fatal.
     """
-    known: dict[str, int] = {}
+    known: dict[str, int | str] = {}
     for option in options:
         key, _, value = option.partition(":")
         if key in ("parallel", "lanes"):
-            known[key] = _parse_int(f"options: {key}", value)
-            if not 1 <= known[key] <= MAX_PARALLEL:
+            known[key] = number = _parse_int(f"options: {key}", value)
+            if not 1 <= number <= MAX_PARALLEL:
                 raise OptionsError(f"options: {key} must be between 1 and {MAX_PARALLEL}, got {value}")
         elif key == "pooling":
             if value not in POOLING_TYPES:
                 raise OptionsError(f"options: pooling must be one of {sorted(POOLING_TYPES)}, got {value!r}")
             known["pooling"] = POOLING_TYPES[value]
+        elif key == "repack":
+            if value not in REPACK_MODES:
+                raise OptionsError(f"options: repack must be one of {', '.join(REPACK_MODES)}, got {value!r}")
+            known["repack"] = value
         else:
             log.warning("ignoring backend option this backend does not know", extra={"option": option})
     return known

@@ -32,6 +32,14 @@ class ModelRoute:
     # (minReplicas 0: a request wakes the model). Otherwise requests are refused at once.
     starting: bool = False
     scales_from_zero: bool = False
+    # Why the model's backends are failing (a crashed process's signal and what to do), as the provider
+    # knows it: put into the errors of requests that find no backend, and into /readyz. The process's
+    # last output goes to /readyz only (it may name files and hosts; API clients get the reason).
+    failure: str | None = None
+    failure_output: tuple[str, ...] = ()
+    # Its backends die before they are ready (a crash at load or warm-up, as a crash loop): held requests
+    # are answered at once with the failure instead of waiting for a start that will fail the same way.
+    failing_to_start: bool = False
 
     @property
     def can_hold(self) -> bool:
@@ -68,6 +76,14 @@ class RoutingTable:
 
     def has_ready_model(self) -> bool:
         return any(route.endpoints for route in self.routes.values())
+
+    def failures(self) -> dict[str, dict[str, object]]:
+        """Served name → why its backends fail and their last output, for models with a known failure."""
+        return {
+            name: {"reason": route.failure, "lastOutput": list(route.failure_output)}
+            for name, route in self.routes.items()
+            if route.failure
+        }
 
 
 class PublishedTable:

@@ -28,10 +28,27 @@ class LocalDiscovery:
     async def request_replica(self, model: str) -> None:
         self._wake(model)
 
-    def set_endpoints(self, model: str, endpoints: Iterable[str], starting: bool) -> None:
-        """Publish a model's ready backends; `starting`: more are on their way (requests wait for them)."""
+    def set_endpoints(
+        self,
+        model: str,
+        endpoints: Iterable[str],
+        starting: bool,
+        failure: str | None = None,
+        failure_output: tuple[str, ...] = (),
+        failing_to_start: bool = False,
+    ) -> None:
+        """Publish a model's ready backends; `starting`: more are on their way (requests wait for them);
+        `failure`, `failure_output`, `failing_to_start`: why its last backend process ended, what it
+        wrote last, and whether it died before it was ready — while none is ready."""
         routes = dict(self._table.get().routes)
-        routes[model] = dataclasses.replace(routes[model], endpoints=tuple(endpoints), starting=starting)
+        routes[model] = dataclasses.replace(
+            routes[model],
+            endpoints=tuple(endpoints),
+            starting=starting,
+            failure=failure,
+            failure_output=failure_output,
+            failing_to_start=failing_to_start,
+        )
         self._table.publish(RoutingTable(routes))
 
     async def start(self) -> None:

@@ -17,10 +17,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """At least one model has a backend to route to."""
+    """At least one model has a backend to route to; `failures` says why models' backends crash."""
     table = services.discovery.table()
     ready = table.has_ready_model()
-    body = {"status": "ready" if ready else "no model is routable", "models": sorted(table.routes)}
+    body: dict[str, object] = {
+        "status": "ready" if ready else "no model is routable",
+        "models": sorted(table.routes),
+    }
+    if failures := table.failures():
+        body["failures"] = failures
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

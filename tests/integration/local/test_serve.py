@@ -80,7 +80,7 @@ def test_a_killed_backend_is_restarted_and_serves_again(two_models: LocalMode) -
     assert reply.choices[0].finish_reason in ("stop", "length")
     (replacement,) = chat_backend()
     assert replacement != victim
-    assert f"process {victim} exited with code -9" in two_models.log()
+    assert f"process {victim} was killed by SIGKILL (signal 9)" in two_models.log()
 
 
 def test_sigterm_drains_requests_then_leaves_no_process(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def test_load_defaults_and_mapping() -> None:
         ({"model_file": "/m.gguf", "options": ["pooling:median"]}, "pooling"),
         ({"model_file": "/m.gguf", "options": ["lanes:0"]}, "lanes must be between"),
         ({"model_file": "/m.gguf", "options": ["parallel:many"]}, "parallel"),
+        ({"model_file": "/m.gguf", "options": ["repack:sometimes"]}, "repack must be one of auto, on, off"),
         ({}, "no model file"),
     ],
 )
@@ -65,6 +66,13 @@ def test_slots_and_lanes_options() -> None:
     config = load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=["parallel:8", "lanes:2"]))
     assert (config.parallel, config.lanes) == (8, 2)
     assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf")).lanes == 0  # chosen at load
+
+
+def test_repack_option() -> None:
+    assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf")).repack == "auto"
+    for mode in ("on", "off", "auto"):
+        options = [f"repack:{mode}"]
+        assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=options)).repack == mode
 
 
 def test_unknown_backend_options_are_ignored() -> None:

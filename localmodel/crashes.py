@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 # Lines of a crashed process's output worth showing: enough for faulthandler's report and the last logs.
 TAIL_LINES = 20
+_OUTPUT_LABEL = "Last output: "
 # Shells and container runtimes report a process killed by signal N as exit code 128 + N.
 _SIGNAL_EXIT_BASE = 128
 
@@ -98,8 +99,13 @@ class BackendExit:
         if self.hint:
             parts.append(self.hint)
         if output and self.log_tail:
-            parts.append("Last output: " + " | ".join(self.log_tail))
+            parts.append(_OUTPUT_LABEL + " | ".join(self.log_tail))
         return " ".join(parts)
+
+
+def without_output(description: str) -> str:
+    """A `describe()` message without its "Last output: ..." part (for API clients)."""
+    return description.partition(f" {_OUTPUT_LABEL}")[0]
 
 
 def _tail(lines: Iterable[str]) -> tuple[str, ...]:

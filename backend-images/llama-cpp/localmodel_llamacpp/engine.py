@@ -275,11 +275,14 @@ class LlamaEngine:
         return bytes(llama.detokenize(tokens)).decode("utf-8", "replace")
 
     def memory(self) -> dict[str, int]:
-        """Bytes used: process resident memory, model weights, and context state (KV cache)."""
+        """Bytes used: process resident memory, model weights (also per llama.cpp buffer type, e.g.
+        `weights_CPU_REPACK`), and context state (KV cache)."""
         usage = {"rss": _resident_bytes()}
         if self._llama is not None:
             usage["model"] = int(llama_cpp.llama_model_size(self._llama.model))
             usage["context_state"] = int(llama_cpp.llama_state_get_size(self._llama.ctx))
+            for buffer, mib in self.weight_buffers.items():
+                usage[f"weights_{buffer}"] = int(mib * 2**20)
         return usage
 
     def _require_model(self) -> llama_cpp.Llama:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from localmodel.crashes import without_output
 from localmodel.spec import MODEL_LABEL, LocalModel
 from localmodel_router.discovery import ModelRoute, RoutingTable
 
@@ -28,6 +29,7 @@ class ClusterState:
     def __init__(self) -> None:
         self._models: dict[Key, LocalModel] = {}
         self._unservable: set[Key] = set()
+        self._crashing: dict[Key, str] = {}  # why the operator says a model's pods crash
         self._slices: dict[Key, dict[str, Any]] = {}
         self._conflicts: set[Key] = set()
 
@@ -38,6 +40,7 @@ class ClusterState:
         for key in [key for key in self._models if namespace in (None, key[0])]:
             del self._models[key]
         self._unservable = {key for key in self._unservable if namespace not in (None, key[0])}
+        self._crashing = {key: why for key, why in self._crashing.items() if namespace not in (None, key[0])}
         for item in items:
             self.put_model(item)
 
@@ -45,8 +48,11 @@ class ClusterState:
         key = _key(item)
         # The status is the operator's to write and may grow fields: it never stops a model being routed.
         self._unservable.discard(key)
-        if _invalid_spec(item.get("status")):
+        self._crashing.pop(key, None)
+        if _ready_reason(item.get("status"), "InvalidSpec") is not None:
             self._unservable.add(key)
+        if (crash := _ready_reason(item.get("status"), "BackendCrashed")) is not None:
+            self._crashing[key] = without_output(crash)
         try:
             self._models[key] = LocalModel.model_validate({**item, "status": None})
         except ValidationError as error:
@@ -57,6 +63,7 @@ class ClusterState:
     def delete_model(self, item: dict[str, Any]) -> None:
         self._models.pop(_key(item), None)
         self._unservable.discard(_key(item))
+        self._crashing.pop(_key(item), None)
 
     # --- EndpointSlices ---
 
@@ -87,7 +94,10 @@ class ClusterState:
                 conflicts.add(key)
                 continue
             routes[name] = route_for(
-                model, tuple(sorted(endpoints.get(key, ()))), servable=key not in self._unservable
+                model,
+                tuple(sorted(endpoints.get(key, ()))),
+                servable=key not in self._unservable,
+                crash=self._crashing.get(key),
             )
         for namespace, name in conflicts - self._conflicts:
             log.warning(
@@ -107,10 +117,14 @@ class ClusterState:
         return found
 
 
-def route_for(model: LocalModel, endpoints: tuple[str, ...], servable: bool = True) -> ModelRoute:
-    """`servable`: False when the operator found the spec unservable (it starts nothing: never hold)."""
+def route_for(
+    model: LocalModel, endpoints: tuple[str, ...], servable: bool = True, crash: str | None = None
+) -> ModelRoute:
+    """`servable`: False when the operator found the spec unservable (it starts nothing: never hold);
+    `crash`: why the operator says the model's pods crash (CrashLoopBackOff: held requests fail at once)."""
     spec = model.spec
     external = spec.backend.address
+    crashing = crash is not None and not endpoints and not external
     return ModelRoute(
         name=model.served_name,
         endpoints=(external,) if external else endpoints,
@@ -123,6 +137,8 @@ def route_for(model: LocalModel, endpoints: tuple[str, ...], servable: bool = Tr
         scales_from_zero=servable and not external and spec.min_replicas == 0,
         load_balancing=spec.load_balancing,
         resource=f"{model.metadata.namespace}/{model.metadata.name}",
+        failure=crash if crashing else None,
+        failing_to_start=crashing,
     )
 
 
@@ -158,12 +174,11 @@ def _created(model: LocalModel) -> float:
         return 0.0
 
 
-def _invalid_spec(status: Any) -> bool:
+def _ready_reason(status: Any, reason: str) -> str | None:
+    """The message of a `Ready=False` condition with this reason, or None."""
     conditions = status.get("conditions") if isinstance(status, dict) else None
-    return any(
-        isinstance(c, dict)
-        and c.get("type") == "Ready"
-        and c.get("status") == "False"
-        and c.get("reason") == "InvalidSpec"
-        for c in conditions or []
-    )
+    for c in conditions or []:
+        if isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "False":
+            if c.get("reason") == reason:
+                return str(c.get("message") or reason)
+    return None

@@ -236,6 +236,30 @@ async def test_held_requests_are_bounded_in_number_and_time(cluster: Cluster) ->
         assert "no ready backend after 2s" in late.json()["error"]["message"]
 
 
+async def test_a_model_whose_pods_crash_is_refused_at_once_saying_why(cluster: Cluster) -> None:
+    await cluster.apply_model("chat", SMOLLM2)
+    crashed = (
+        "the backend of pod chat-7d9 was killed by SIGSEGV (signal 11). llama.cpp crashed. On Intel CPUs "
+        "with AMX ... `--repack off` (engine option `repack:off`). Last output: Fatal Python error: ..."
+    )
+    status = {
+        "conditions": [{"type": "Ready", "status": "False", "reason": "BackendCrashed", "message": crashed}]
+    }
+    await cluster.server.patch(
+        f"{cluster.path('chat')}/status", json={"status": status}
+    )  # as the operator does
+    async with kube_router(hold_timeout_seconds=30) as router:
+        await eventually(lambda: _lists_model(router, "chat"), "model listed")
+        async with httpx.AsyncClient(timeout=30) as client:
+            started = time.monotonic()
+            refused = await client.post(f"{router.url}/v1/chat/completions", json=_chat("chat"))
+        assert time.monotonic() - started < 5  # not held for the 30 s a starting pod would get
+        assert refused.status_code == 503
+        message = refused.json()["error"]["message"]
+        assert "cannot start: the backend of pod chat-7d9 was killed by SIGSEGV" in message
+        assert "repack:off" in message and "Last output" not in message
+
+
 # --- helpers ---
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from localmodel_llamacpp.engine import parse_buffer_lines
 from localmodel_llamacpp.repack import decide_repack, parse_cpu_flags, parse_system_info
 
 AMX_CPU = {"avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"}
@@ -57,3 +58,13 @@ def test_system_info_as_a_dict() -> None:
     }  # fmt: skip
     two_backends = "CUDA : ARCHS = 900 | USE_GRAPHS = 1 | CPU : AVX2 = 1 | "
     assert parse_system_info(two_backends) == {"ARCHS": "900", "USE_GRAPHS": "1", "AVX2": "1"}
+
+
+def test_weight_buffers_from_llama_cpp_load_lines() -> None:
+    lines = [
+        "load_tensors:   CPU_REPACK model buffer size =    12.66 MiB",
+        "load_tensors:   CPU_Mapped model buffer size =   235.16 MiB",
+        "load_tensors:          AMX model buffer size =    40.00 MiB",
+        "load_tensors: something else entirely",
+    ]
+    assert parse_buffer_lines(lines) == {"CPU_REPACK": 12.66, "CPU_Mapped": 235.16, "AMX": 40.0}

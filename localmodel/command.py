@@ -41,6 +41,8 @@ def backend_command(spec: LocalModelSpec, model_path: str, address: str) -> Back
             args += [flag, str(value)]
     if engine.flash_attention is not None:
         args += ["--flash-attention", engine.flash_attention]
+    if engine.repack is not None:
+        args += ["--repack", engine.repack]
     if spec.loads_embeddings:
         args.append("--embeddings")
     for option in engine.options:

@@ -86,6 +86,12 @@ class EngineOptions(SpecModel):
         description="Requests decoded together (slots) by one replica (default 1).",
     )
     flash_attention: Literal["on", "off", "auto"] | None = Field(default=None, description="Flash attention.")
+    repack: Literal["auto", "on", "off"] | None = Field(
+        default=None,
+        description="Weights in llama.cpp's repacked (faster-kernel) CPU buffers. auto (default): on, except "
+        "where llama.cpp's AMX kernels would run (Intel Sapphire Rapids and newer with an AMX build), which "
+        "crash (llama.cpp issue 20824).",
+    )
     options: list[str] = Field(
         default_factory=list, description="Backend options as `key:value` (e.g. `pooling:mean`)."
     )

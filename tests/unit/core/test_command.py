@@ -27,6 +27,7 @@ def test_engine_options_tasks_and_env() -> None:
                     "batchSize": 256,
                     "parallel": 4,
                     "flashAttention": "on",
+                    "repack": "off",
                     "options": ["pooling:mean"],
                     "args": ["--mlock"],
                 }
@@ -39,7 +40,7 @@ def test_engine_options_tasks_and_env() -> None:
     assert command.args == (
         "--addr", "127.0.0.1:7000", "--model", "/m.gguf",
         "--context-size", "8192", "--threads", "4", "--batch-size", "256", "--parallel", "4",
-        "--flash-attention", "on", "--embeddings", "--option", "pooling:mean", "--mlock",
+        "--flash-attention", "on", "--repack", "off", "--embeddings", "--option", "pooling:mean", "--mlock",
     )  # fmt: skip
     assert command.env == {"OMP_NUM_THREADS": "4"}
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel_llamacpp.engine import open_llama
 from localmodel_llamacpp.process import BackendProcess
 from scripts.test_models import ensure_model
 
@@ -67,7 +68,7 @@ def main() -> None:
     model = ensure_model("smollm2")
 
     threads = {"n_threads": args.threads, "n_threads_batch": args.threads}
-    llama = llama_cpp.Llama(str(model), n_ctx=CONTEXT, verbose=False, **threads)
+    llama = open_llama(model_path=str(model), n_ctx=CONTEXT, verbose=False, **threads)
     backend_args = ["--model", str(model), "--context-size", str(CONTEXT), "--threads", str(args.threads)]
     results: dict[str, list[tuple[int, float, float]]] = {"in-process": [], "gRPC backend": []}
     with BackendProcess([*backend_args, "--log-level", "WARNING"]) as backend:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel_llamacpp.engine import open_llama
 from localmodel_llamacpp.process import BackendProcess
 from scripts.test_models import MODELS, ensure_model
 
@@ -89,7 +90,7 @@ def main() -> None:
                 stub = backend_pb2_grpc.BackendStub(channel)
                 backend_rate(stub, 1, 8)  # warm-up
                 rates[name] = {level: backend_rate(stub, level, args.tokens) for level in levels}
-    llama = llama_cpp.Llama(str(model), n_ctx=CONTEXT, n_threads=args.threads, verbose=False)
+    llama = open_llama(model_path=str(model), n_ctx=CONTEXT, n_threads=args.threads, verbose=False)
     bans = end_of_text_bans(llama)
     in_process_rate(llama, bans, 1, 8)
     rates["llama-cpp-python in-process"] = {

@@ -43,7 +43,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import llama_cpp
 import openai
 import yaml
 from openai.types.chat import ChatCompletionChunk
@@ -56,6 +55,7 @@ from localmodel.loadgen.driver import LevelRun, System, measure
 from localmodel.loadgen.prompts import PROMPTS
 from localmodel.loadgen.report import as_json, markdown, notes, ratios, rich_table
 from localmodel.loadgen.stats import LevelSummary, RequestResult, StreamTally
+from localmodel_llamacpp.engine import open_llama
 from localmodel_llamacpp.process import free_port
 from scripts.test_models import ensure_model
 from tests.support.local_mode import LocalMode
@@ -75,8 +75,8 @@ class InProcess:
     """llama-cpp-python called directly: one generation at a time, on a worker thread."""
 
     def __init__(self, model: Path, threads: int, context: int, max_tokens: int) -> None:
-        self._llama = llama_cpp.Llama(
-            str(model),
+        self._llama = open_llama(  # repack decided as the backend decides it
+            model_path=str(model),
             n_ctx=context,
             n_batch=BATCH,
             n_threads=threads,

@@ -154,8 +154,7 @@ class LlamaEngine:
         _buffer_lines.clear()
         started = time.perf_counter()
         try:
-            with _model_params(use_extra_bufts=decision.repack):
-                llama = llama_cpp.Llama(**config.llama_kwargs())
+            llama = open_llama(decision, **config.llama_kwargs())
         except (ValueError, RuntimeError) as error:
             detail = "; ".join(_recent_errors) or str(error)
             raise ModelLoadError(f"llama.cpp could not load {config.model_path}: {detail}") from error
@@ -353,6 +352,15 @@ def repack_decision(mode: str) -> RepackDecision:
 def build_features() -> dict[str, str]:
     """What this llama.cpp build was compiled with and detects (`llama_print_system_info`)."""
     return parse_system_info(llama_cpp.llama_print_system_info().decode("utf-8", "replace"))
+
+
+def open_llama(repack: RepackDecision | str = "auto", **kwargs: Any) -> llama_cpp.Llama:
+    """`llama_cpp.Llama(**kwargs)` with the backend's repack decision (a mode, or one already made):
+    what benchmarks and tests that call llama-cpp-python directly must use to run where the backend
+    runs (on an AMX machine, plain `Llama` crashes at its first decode)."""
+    decision = repack if isinstance(repack, RepackDecision) else repack_decision(repack)
+    with _model_params(use_extra_bufts=decision.repack):
+        return llama_cpp.Llama(**kwargs)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import llama_cpp
 import pytest
 from llama_cpp.llama_grammar import LlamaGrammar
 
+from localmodel_llamacpp.engine import open_llama
 from localmodel_router import grammar
 from tests.support.models import require_model
 
@@ -41,7 +42,8 @@ def vocab_model() -> Iterator[llama_cpp.Llama]:
 def llm() -> Iterator[llama_cpp.Llama]:
     # One thread: llama.cpp's threads spin at barriers, so two threads on two busy cores can run a
     # 96-token generation 50 times slower (seen: 200 s); one thread degrades only in proportion.
-    model = llama_cpp.Llama(str(require_model("smollm2")), n_ctx=1024, n_threads=1, verbose=False)
+    # As the backend loads it (repack decided per CPU): a plain Llama crashes on AMX machines.
+    model = open_llama(model_path=str(require_model("smollm2")), n_ctx=1024, n_threads=1, verbose=False)
     yield model
     model.close()
 

@@ -20,9 +20,10 @@ _SIGNAL_EXIT_BASE = 128
 # What usually causes each signal in a llama.cpp backend, and what to do about it.
 _HINTS: dict[signal.Signals, str] = {
     signal.SIGSEGV: (
-        "llama.cpp crashed. On Intel CPUs with AMX (Sapphire Rapids and newer) llama.cpp's AMX kernels are "
-        "known to crash (llama.cpp issue 20824): start the backend with `--repack off` (engine option "
-        "`repack:off`). `localmodel doctor` shows which kernels this machine uses."
+        "Most likely a crash inside llama.cpp. On Intel CPUs with AMX (Sapphire Rapids and newer) "
+        "llama.cpp's AMX kernels are known to crash (llama.cpp issue 20824): start the backend with "
+        "`--repack off` (engine option `repack:off`). `localmodel doctor` shows which kernels this machine "
+        "uses."
     ),
     signal.SIGILL: (
         "llama.cpp uses CPU instructions this CPU lacks: it was compiled for another CPU. Rebuild "

@@ -239,8 +239,9 @@ async def test_held_requests_are_bounded_in_number_and_time(cluster: Cluster) ->
 async def test_a_model_whose_pods_crash_is_refused_at_once_saying_why(cluster: Cluster) -> None:
     await cluster.apply_model("chat", SMOLLM2)
     crashed = (
-        "the backend of pod chat-7d9 was killed by SIGSEGV (signal 11). llama.cpp crashed. On Intel CPUs "
-        "with AMX ... `--repack off` (engine option `repack:off`). Last output: Fatal Python error: ..."
+        "the backend of pod chat-7d9 was killed by SIGSEGV (signal 11). Most likely a crash inside "
+        "llama.cpp. On Intel CPUs with AMX ... `--repack off` (engine option `repack:off`). "
+        "Last output: Fatal Python error: ..."
     )
     status = {
         "conditions": [{"type": "Ready", "status": "False", "reason": "BackendCrashed", "message": crashed}]

@@ -21,6 +21,7 @@ CACHE_MOUNT = "/models"
 PVC_MOUNT = "/mnt/model-source"
 CACHE_VOLUME, SOURCE_VOLUME, TMP_VOLUME = "model-cache", "model-source", "tmp"
 NON_ROOT_UID = 65532  # the backend image's user
+BACKEND_CONTAINER = "backend"  # the pod's one container (pod_crashes.py reads its status by this name)
 
 Manifest = dict[str, Any]
 
@@ -56,7 +57,7 @@ def build_deployment(model: LocalModel, settings: OperatorSettings) -> Manifest:
     command = backend_command(spec, model_path, f"0.0.0.0:{settings.grpc_port}")
     port = settings.grpc_port
     container: Manifest = {
-        "name": "backend",
+        "name": BACKEND_CONTAINER,
         "image": where.image,
         "args": list(command.args),
         "env": [{"name": name, "value": value} for name, value in command.env.items()],
@@ -68,6 +69,9 @@ def build_deployment(model: LocalModel, settings: OperatorSettings) -> Manifest:
         "resources": _resources(model, settings, where.limits),
         "securityContext": _container_security(),
         "volumeMounts": [*mounts, {"name": TMP_VOLUME, "mountPath": "/tmp"}],
+        # A backend that dies (a llama.cpp segfault, an abort) writes no termination message file: keep
+        # its last log lines in the pod's status instead, where the operator turns them into a condition.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod_spec: Manifest = {
         "containers": [container],

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from localmodel.spec import Condition, ConditionType, LocalModel, LocalModelStatus
+from localmodel_operator.pod_crashes import Crash
 
 Status = dict[str, Any]
+BACKEND_CRASHED = "BackendCrashed"
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,22 @@ def status_for(
     selector: str,
     previous: list[dict[str, Any]],
     now: datetime,
+    crash: Crash | None = None,
 ) -> Status:
-    """The status of a LocalModel served by a Deployment with `wanted` replicas."""
+    """The status of a LocalModel served by a Deployment with `wanted` replicas, whose backend pods
+    last crashed as `crash` says (None: none is crashing)."""
     rolling = not observed.generation_seen or observed.updated < wanted or observed.replicas > wanted
+    crash = crash if wanted > 0 else None  # a pod still stopping after a scale to zero is no news
     if wanted == 0:
         ready = ("False", "ScaledToZero", "No replicas; the first request starts one.")
         summary = "ScaledToZero"
     elif observed.ready > 0:
+        # Ready replicas serve, whatever the others do; Degraded tells of the crash.
         ready = ("True", "ReplicasReady", f"{observed.ready}/{wanted} replicas ready.")
         summary = "Ready"
+    elif crash is not None:
+        ready = ("False", BACKEND_CRASHED, crash.message)
+        summary = "Crashing"
     else:
         ready = ("False", "Loading", f"0/{wanted} replicas ready: fetching or loading the model.")
         summary = "Loading"
@@ -77,16 +86,17 @@ def status_for(
                 else ("False", "Complete", "Every replica runs the latest spec.")
             ),
         ),
-        (
-            ConditionType.DEGRADED,
-            *(
-                ("True", "ReplicasUnavailable", f"{observed.ready}/{wanted} replicas ready.")
-                if 0 < wanted and observed.ready < wanted and not rolling
-                else ("False", "AsExpected", "")
-            ),
-        ),
+        (ConditionType.DEGRADED, *_degraded(wanted, observed, rolling, crash)),
     ]
     return _status(model, conditions, previous, now, summary, observed.replicas, observed.ready, selector)
+
+
+def _degraded(wanted: int, observed: Observed, rolling: bool, crash: Crash | None) -> tuple[str, str, str]:
+    if crash is not None:
+        return ("True", BACKEND_CRASHED, crash.message)  # a rollout whose new pods crash, too
+    if 0 < wanted and observed.ready < wanted and not rolling:
+        return ("True", "ReplicasUnavailable", f"{observed.ready}/{wanted} replicas ready.")
+    return ("False", "AsExpected", "")
 
 
 def invalid_status(

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from pydantic import ValidationError
@@ -24,14 +24,25 @@ from localmodel_operator.builders import (
     selector_string,
     wanted_replicas,
 )
-from localmodel_operator.conditions import Observed, external_status, invalid_status, status_for
-from localmodel_operator.kube import Kube
+from localmodel_operator.conditions import (
+    BACKEND_CRASHED,
+    Observed,
+    Status,
+    external_status,
+    invalid_status,
+    status_for,
+)
+from localmodel_operator.kube import Kube, Manifest
 from localmodel_operator.plan import plan
+from localmodel_operator.pod_crashes import Crash, latest_crash
 from localmodel_operator.router_load import RouterLoad
 from localmodel_operator.settings import OperatorSettings
 
 LOCALMODELS = (API_GROUP, "v1alpha1", "localmodels")
 MANAGED = {"app.kubernetes.io/managed-by": "localmodel-operator"}
+# The backend pods (builders.labels): the operator's, and each names its model.
+BACKEND_PODS: dict[str, Any] = {**MANAGED, MODEL_LABEL: kopf.PRESENT}
+log = logging.getLogger(__name__)
 
 
 @kopf.on.resume(*LOCALMODELS)
@@ -78,10 +89,8 @@ async def localmodel_reconcile(
             body, type="Normal", reason=f"{step.action.capitalize()}d", message=f"{step.name}: {step.reason}"
         )
     # The Deployment as read before any write: its status is what the pods say (a new one has none yet);
-    # the Deployment's own events refresh the LocalModel's status from here on.
-    observed = Observed.from_deployment(existing.get("Deployment"))
-    status = status_for(model, wanted_replicas(model), observed, selector_string(model), previous, _now())
-    patch.status.update(status)
+    # the Deployment's and the pods' own events refresh the LocalModel's status from here on.
+    patch.status.update(await _status(memo, body, model, namespace, existing.get("Deployment"), previous))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
@@ -89,28 +98,88 @@ async def deployment_event(
     event: kopf.RawEvent, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
 ) -> None:
     """A backend Deployment changed (pods became ready, a rollout moved): refresh its LocalModel's status."""
-    if event["type"] == "DELETED" or namespace is None:
-        return
     model_name = body.get("metadata", {}).get("labels", {}).get(MODEL_LABEL)
+    if event["type"] == "DELETED" or namespace is None or not model_name:
+        return
+    await refresh_status(memo, namespace, model_name, deployment=_plain(body))
+
+
+@kopf.on.event("", "v1", "pods", labels=BACKEND_PODS)
+async def pod_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A backend pod changed (its container crashed, restarted, became ready; the pod went): refresh its
+    LocalModel's status. A CrashLoopBackOff changes only the pod, never the Deployment's counts."""
+    model_name = body.get("metadata", {}).get("labels", {}).get(MODEL_LABEL)
+    if namespace is None or not model_name:
+        return
+    await refresh_status(memo, namespace, model_name)
+
+
+async def refresh_status(
+    memo: Any, namespace: str, model_name: str, deployment: Manifest | None = None
+) -> None:
+    """Read the LocalModel, compute its status from its Deployment (read here unless given) and its
+    pods, and write it when a reader would see a change."""
     kube: Kube = memo.kube
-    found = await kube.read_model(namespace, model_name) if model_name else None
+    found = await kube.read_model(namespace, model_name)
     if found is None:
-        return  # the LocalModel is gone; garbage collection removes the Deployment
+        _told_crashes(memo).pop((namespace, model_name), None)
+        return  # the LocalModel is gone; garbage collection removes its children
     try:
         model = parse_manifest(found, f"LocalModel {namespace}/{model_name}")
     except ManifestError:
         return  # the LocalModel's own handler reports it
-    previous = list((found.get("status") or {}).get("conditions", []))
-    status = status_for(
-        model,
-        wanted_replicas(model),
-        Observed.from_deployment(_plain(body)),
-        selector_string(model),
-        previous,
-        _now(),
-    )
-    if _changed(found.get("status") or {}, status):
-        await kube.patch_model_status(namespace, model.metadata.name, status)
+    if model.spec.backend.address:
+        return  # an external backend: no pods of ours, and a status the reconcile handler wrote
+    if deployment is None:
+        deployment = await kube.read("Deployment", namespace, model_name)
+    current = found.get("status") or {}
+    previous = list(current.get("conditions", []))
+    status = await _status(memo, kopf.Body(cast(kopf.RawBody, found)), model, namespace, deployment, previous)
+    if _changed(current, status):
+        await kube.patch_model_status(namespace, model_name, status)
+
+
+async def _status(
+    memo: Any,
+    body: kopf.Body,
+    model: LocalModel,
+    namespace: str,
+    deployment: Manifest | None,
+    previous: list[dict[str, Any]],
+) -> Status:
+    """The status its Deployment and pods give a LocalModel; a crash not told before becomes an Event."""
+    kube: Kube = memo.kube
+    selector = selector_string(model)
+    crash = latest_crash(await kube.list_pods(namespace, selector))
+    if crash is not None:
+        _tell(_told_crashes(memo), (namespace, model.metadata.name), crash, previous, body)
+    observed = Observed.from_deployment(deployment)
+    return status_for(model, wanted_replicas(model), observed, selector, previous, _now(), crash)
+
+
+def _tell(
+    told: dict[tuple[str, str], tuple[str, int]],
+    key: tuple[str, str],
+    crash: Crash,
+    previous: list[dict[str, Any]],
+    body: kopf.Body,
+) -> None:
+    """One Warning Event per crash. A pod's crash changes its Deployment's counts too, so two handlers
+    see it at once, each with the status from before: what was told is remembered here first (no await
+    between look and note), and in the status, for an operator that restarted since."""
+    if told.get(key) == crash.key:
+        return
+    told[key] = crash.key
+    if any(c.get("reason") == BACKEND_CRASHED and crash.told_in(c.get("message", "")) for c in previous):
+        return
+    log.warning("LocalModel %s/%s: %s", *key, crash.message)
+    kopf.warn(body, reason=BACKEND_CRASHED, message=crash.message)
+
+
+def _told_crashes(memo: Any) -> dict[tuple[str, str], tuple[str, int]]:
+    """(namespace, LocalModel) → the crash last told of, as `Crash.key`."""
+    told: dict[tuple[str, str], tuple[str, int]] = memo.told_crashes  # made at startup
+    return told
 
 
 @kopf.daemon(*LOCALMODELS, cancellation_timeout=5.0)

@@ -68,6 +68,11 @@ class Kube:
         patch = self._method("patch", manifest["kind"])
         await patch(metadata["name"], metadata["namespace"], manifest, **SERVER_SIDE_APPLY)
 
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
+        """The pods matching `label_selector` (e.g. a LocalModel's `status.selector`), as plain dicts."""
+        pods = await self._core.list_namespaced_pod(namespace, label_selector=label_selector)
+        return [self._plain(pod) for pod in pods.items]
+
     async def read_model(self, namespace: str, name: str) -> Manifest | None:
         try:
             found: Manifest = await self._custom.get_namespaced_custom_object(

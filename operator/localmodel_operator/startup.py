@@ -45,6 +45,9 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any)
         # would list namespaces and watch CRDs cluster-wide; a namespaced install's Roles refuse both,
         # and kopf retries each refusal for most of a minute before it starts.)
         settings.scanning.disabled = True
+    # What each model's last told crash was (handlers.py): made here, in the memo kopf copies for every
+    # object (shallowly), so that the handlers of a model's pods and of its Deployment share it.
+    memo.told_crashes = {}
     memo.kube = kube = await Kube.connect()
     memo.router_load = _router_load(operator_settings.autoscaler, kube)
     if operator_settings.metrics_port is not None:

@@ -172,10 +172,17 @@ async def test_a_killed_backend_is_retried_around_and_restarted(stack: Stack) ->
     await stack.ready(name, 2)
     victim = stack.node.pods_of(name)[0]
     seen_ready: set[int] = set()
+    seen_degraded: set[tuple[str, str]] = set()
 
     async def watch_status() -> None:
         while True:
-            seen_ready.add(stack.cluster.model(name).get("status", {}).get("readyReplicas", 0))
+            status = stack.cluster.model(name).get("status", {})
+            seen_ready.add(status.get("readyReplicas", 0))
+            seen_degraded.update(
+                (c["reason"], c.get("message", ""))
+                for c in status.get("conditions", [])
+                if c["type"] == "Degraded"
+            )
             await asyncio.sleep(0.05)
 
     watcher = asyncio.create_task(watch_status())
@@ -191,6 +198,19 @@ async def test_a_killed_backend_is_retried_around_and_restarted(stack: Stack) ->
     assert 1 in seen_ready  # the status said so while the pod was down
     pod = stack.cluster.child("v1/pods", victim.name)
     assert pod is not None and pod["status"]["containerStatuses"][0]["restartCount"] == 1
+    # The operator read why from the pod's status: in a condition while the pod was down, and in an Event.
+    crashed = [message for reason, message in seen_degraded if reason == "BackendCrashed"]
+    assert crashed and f"pod {victim.name} (restarts: 1" in crashed[0] and "SIGKILL" in crashed[0], (
+        seen_degraded
+    )
+    events = [
+        event.raw
+        for (resource, _, _), event in stack.cluster.server.objects.items()
+        if resource.plural == "events" and event.raw.get("reason") == "BackendCrashed"
+    ]
+    assert len(events) == 1 and events[0]["type"] == "Warning" and "SIGKILL" in events[0]["message"], events
+    degraded = [c for c in stack.cluster.model(name)["status"]["conditions"] if c["type"] == "Degraded"]
+    assert degraded[0]["status"] == "False"  # recovered
 
 
 async def test_an_operator_restarted_mid_reconcile_converges_without_duplicates(stack: Stack) -> None:

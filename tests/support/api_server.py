@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -64,6 +65,13 @@ class ApiServer(kmock.KubernetesEmulator):
                     await following
             await events.aclose()
 
+    async def _serve_list(self, request: Any) -> Any:
+        listed = await super()._serve_list(request)
+        selector = request.params.get("labelSelector")
+        if selector and request.resource is not None and request.resource.plural in SELECTED:
+            listed["items"] = [item for item in listed["items"] if selects(selector, item)]
+        return listed
+
     async def _handle(self, request: Any) -> Any:
         if request.action == kmock.action.LIST and request.params.get("watch", "").lower() in ("true", "1"):
             # Kubernetes parses booleans leniently; kubernetes_asyncio sends `watch=True`. (The request
@@ -112,6 +120,29 @@ class ApiServer(kmock.KubernetesEmulator):
                 self._collect_garbage(metadata.get("uid"))
 
 
+# Lists of these honour `labelSelector` as an API server does (the emulator ignores it): the operator
+# lists a model's pods by its selector, and would see every model's pods if it sent a wrong one.
+SELECTED = {"pods"}
+
+
+def selects(selector: str, item: dict[str, Any]) -> bool:
+    """Whether an equality-based label selector (`a=b,c!=d,e,!f`) selects `item`."""
+    labels = item.get("metadata", {}).get("labels") or {}
+    for requirement in selector.split(","):
+        found = _REQUIREMENT.fullmatch(requirement.strip())
+        if found is None or (found[1] and found[3]):
+            raise NotImplementedError(f"label selector not emulated: {selector!r}")
+        negated, key, operator, value = found.groups()
+        if operator is None:
+            matched = (key in labels) != bool(negated)
+        else:
+            matched = (labels.get(key) == value) == (operator != "!=")
+        if not matched:
+            return False
+    return True
+
+
+_REQUIREMENT = re.compile(r"(!?)([\w./-]+)(?:\s*(==|=|!=)\s*([\w.-]*))?")
 _versions = itertools.count(1)
 GONE = {
     "kind": "Status",
@@ -152,6 +183,18 @@ class Cluster:
         await self.server.patch(
             f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}/status", json={"status": status}
         )
+
+    async def set_pod(self, name: str, labels: dict[str, str], status: dict[str, Any]) -> None:
+        """A pod as the ReplicaSet controller creates it (`labels`: its template's), with `status` as its
+        kubelet writes it."""
+        path = f"/api/v1/namespaces/{NAMESPACE}/pods"
+        if self.child("v1/pods", name) is None:
+            metadata = {"name": name, "namespace": NAMESPACE, "labels": labels}
+            spec = {"containers": [{"name": "backend", "image": "localmodel/backend-llama-cpp"}]}
+            await self.server.post(
+                path, json={"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+            )
+        await self.server.patch(f"{path}/{name}/status", json={"status": status})
 
     async def set_endpoint(
         self, model: str, address: str, ready: bool = True, port_name: str = "grpc"
@@ -211,6 +254,47 @@ class Cluster:
                 raise AssertionError(f"not within {timeout:.0f}s: {what}")
             await asyncio.sleep(0.05)
         return found
+
+
+# The log tail the kubelet keeps under FallbackToLogsOnError when llama.cpp's AMX kernels segfault.
+SEGFAULT_LOG = (
+    "load_tensors: CPU_REPACK model buffer size = 72.00 MiB\n"
+    "Fatal Python error: Segmentation fault\n"
+    '  File "/app/localmodel_llamacpp/engine.py", line 88 in load\n'
+)
+
+
+def segfaulted_backend_status(restarts: int, *, waiting: bool = True, ready: bool = False) -> dict[str, Any]:
+    """A backend pod's status, as its kubelet writes it, after llama.cpp segfaulted `restarts` times:
+    backing off before the next start, or running again."""
+    last = {
+        "terminated": {
+            "exitCode": 139,
+            "reason": "Error",
+            "message": SEGFAULT_LOG,
+            "startedAt": "2026-03-01T10:00:00Z",
+            "finishedAt": f"2026-03-01T10:{restarts:02d}:05Z",
+        }
+    }
+    state = (
+        {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container"}}
+        if waiting
+        else {"running": {"startedAt": f"2026-03-01T10:{restarts:02d}:15Z"}}
+    )
+    container = {
+        "name": "backend",
+        "image": "localmodel/backend-llama-cpp:0.1.0",
+        "imageID": "docker.io/localmodel/backend-llama-cpp@sha256:" + "0" * 64,
+        "ready": ready,
+        "restartCount": restarts,
+        "state": state,
+        "lastState": last,
+    }
+    return {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": str(ready)}],
+        "containerStatuses": [container],
+    }
 
 
 def declare(server: ApiServer, folder: Path) -> tuple[Cluster, Path]:

@@ -5,7 +5,8 @@ LocalModel's pods go through after the operator wrote its Deployment:
 - the Deployment controller (ReplicaSets folded in): pods per template hash, `spec.replicas` of the
   current template, rolling updates by the Deployment's `maxSurge`/`maxUnavailable`, status written back;
 - the kubelet: each pod's init containers, then its container, run as local processes with the pod's
-  real command, arguments and environment; gRPC readiness probes; restarts when the process dies;
+  real command, arguments and environment; gRPC readiness probes; restarts when the process dies, its
+  exit (128+N for signal N) and log tail (`FallbackToLogsOnError`) reported in the container's status;
   SIGTERM, the grace period, then SIGKILL when the pod goes; Pod objects mirrored into the API;
 - the EndpointSlice controller: one slice per pod and Service selecting it, ready as the pod is.
 
@@ -29,6 +30,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = {"localmodel/backend-llama-cpp": ROOT / "backend-images/llama-cpp/Dockerfile"}
 PROBE_SECONDS = 0.2
 RESTART_BACKOFF_SECONDS = 0.5
+TERMINATION_LOG_LINES = 80  # what a kubelet keeps of a failed container's log (and at most 2048 bytes)
+TERMINATION_LOG_BYTES = 2048
 ENDPOINT_DRAIN_SECONDS = 1.0  # a terminating pod leaves the EndpointSlices this long before SIGTERM
 _addresses = (f"127.0.{i // 250 + 1}.{i % 250 + 2}" for i in itertools.count())
 
@@ -85,6 +89,8 @@ class Pod:
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
     starts: int = 0  # main container starts (1 + restarts)
+    backing_off: bool = False  # the container died and waits to be started again
+    last_termination: dict[str, Any] | None = None  # `lastState.terminated` of its container
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -249,15 +255,32 @@ class SimulatedNode:
         while True:
             pod.process = await self._start(pod, container)
             pod.starts += 1
+            pod.backing_off = False
             await self._write_pod_status(pod)
             probe = asyncio.create_task(self._probe(pod, container))
             code = await pod.process.wait()
             probe.cancel()
             pod.ready = False
             pod.restarts += 1
+            pod.backing_off = True
+            pod.last_termination = self._termination(pod, container, code)
             log.info("node: %s exited with %s; restarting", pod.name, code)
             await self._write_pod_status(pod)
             await asyncio.sleep(RESTART_BACKOFF_SECONDS)
+
+    def _termination(self, pod: Pod, container: dict[str, Any], returncode: int) -> dict[str, Any]:
+        """A died container's `terminated` state as the kubelet reports it."""
+        exit_code = 128 - returncode if returncode < 0 else returncode  # killed by signal N: 128+N
+        terminated: dict[str, Any] = {
+            "exitCode": exit_code,
+            "reason": "Error" if exit_code else "Completed",
+            "finishedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        if exit_code and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            lines = (pod.folder / f"{container['name']}.log").read_bytes().splitlines()
+            tail = b"\n".join(lines[-TERMINATION_LOG_LINES:])[-TERMINATION_LOG_BYTES:]
+            terminated["message"] = tail.decode(errors="replace")
+        return terminated
 
     async def _run_to_completion(self, pod: Pod, container: dict[str, Any]) -> int:
         pod.process = await self._start(pod, container)
@@ -319,13 +342,23 @@ class SimulatedNode:
                 await asyncio.sleep(PROBE_SECONDS)
 
     async def _write_pod_status(self, pod: Pod) -> None:
+        (container,) = pod.spec["containers"]
+        state = {"waiting": {"reason": "CrashLoopBackOff"}} if pod.backing_off else {"running": {}}
+        container_status = {
+            "name": container["name"],
+            "image": container["image"],
+            "imageID": "",
+            "ready": pod.ready,
+            "started": not pod.backing_off,
+            "restartCount": pod.restarts,
+            "state": state,
+            "lastState": {"terminated": pod.last_termination} if pod.last_termination else {},
+        }
         status = {
             "phase": "Running",
             "podIP": pod.ip,
             "conditions": [{"type": "Ready", "status": str(pod.ready)}],
-            "containerStatuses": [
-                {"name": pod.spec["containers"][0]["name"], "ready": pod.ready, "restartCount": pod.restarts}
-            ],
+            "containerStatuses": [container_status],
         }
         with contextlib.suppress(Exception):  # the pod may be going
             await self.server.patch(

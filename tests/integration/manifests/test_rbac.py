@@ -1,10 +1,10 @@
 """The chart's RBAC rules against the API calls the operator and router really make.
 
 Each component runs as its real entry point against the API emulator, with the settings file the chart
-renders, through a scenario that exercises its every kind of call (reconcile, status, autoscale, delete;
-discovery, scale from zero). Every request it sent must be granted by the rules the chart binds to its
-ServiceAccount, and every rule must have been used: the chart grants exactly what the code needs. A new
-call in the code without a rule, or a rule nothing uses any more, fails here.
+renders, through a scenario that exercises its every kind of call (reconcile, status, autoscale, a pod
+crash, delete; discovery, scale from zero). Every request it sent must be granted by the rules the chart
+binds to its ServiceAccount, and every rule must have been used: the chart grants exactly what the code
+needs. A new call in the code without a rule, or a rule nothing uses any more, fails here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from localmodel_llamacpp.process import free_port
-from tests.support.api_server import NAMESPACE, Cluster
+from tests.support.api_server import NAMESPACE, Cluster, segfaulted_backend_status
 from tests.support.chart import RELEASE, find, render
 from tests.support.fake_backend import start_fake_backend
 from tests.support.router import RouterProcess
@@ -136,6 +136,14 @@ async def test_the_operator_is_granted_exactly_what_it_calls(
             await cluster.set_deployment_status("m", status)
             await cluster.wait_for(
                 lambda: cluster.model("m").get("status", {}).get("readyReplicas") == 2, "status"
+            )
+            # A backend pod crashes: read from the pods, told in the status and an Event.
+            deployment = cluster.child("apps/v1/deployments", "m")
+            assert deployment is not None
+            labels = deployment["spec"]["template"]["metadata"]["labels"]
+            await cluster.set_pod("m-5d8f9c-x2k4q", labels, segfaulted_backend_status(1))
+            await cluster.wait_for(
+                lambda: "BackendCrashed" in str(cluster.model("m")["status"]), "crash told"
             )
             # Someone edits the children by hand; the next reconcile (a spec change) restores them.
             await cluster.server.patch(

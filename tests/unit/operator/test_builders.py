@@ -95,6 +95,8 @@ def test_cpu_backend_runs_the_spec_command_with_probes_and_a_locked_down_pod() -
     assert backend["startupProbe"]["failureThreshold"] * backend["startupProbe"]["periodSeconds"] == 1800
     assert backend["resources"] == {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
     assert backend["securityContext"]["readOnlyRootFilesystem"] is True
+    # A crashed backend's last log lines land in its status (lastState.terminated.message).
+    assert (backend["name"], backend["terminationMessagePolicy"]) == ("backend", "FallbackToLogsOnError")
     assert pod(deployment)["securityContext"]["runAsNonRoot"] is True
     assert "nodeSelector" not in pod(deployment) and "runtimeClassName" not in pod(deployment)
     (fetch,) = pod(deployment)["initContainers"]

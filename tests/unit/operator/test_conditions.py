@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from localmodel.crashes import BackendExit
 from localmodel.manifests import parse_manifest
 from localmodel.spec import LocalModel
 from localmodel_operator.conditions import Observed, external_status, invalid_status, status_for
+from localmodel_operator.pod_crashes import Crash
 
 EARLIER = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
@@ -72,3 +74,67 @@ def test_scaled_to_zero_external_and_invalid() -> None:
     assert by_type(external)["Ready"] == ("True", "ExternalBackend")
     invalid = invalid_status("m", "InvalidSpec", "spec.x: bad", [], NOW)
     assert by_type(invalid) == {"Ready": ("False", "InvalidSpec"), "Degraded": ("True", "InvalidSpec")}
+
+
+SEGFAULT = Crash(
+    pod="m-5d8f9c-x2k4q",
+    exit=BackendExit.from_container(139, message="Fatal Python error: Segmentation fault"),
+    restarts=3,
+    crash_loop=True,
+)
+ROLLED = {
+    "metadata": {"generation": 1},
+    "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2},
+}
+
+
+def test_a_crashing_backend_says_why_instead_of_loading() -> None:
+    loading = status_for(model(), 2, Observed.from_deployment(ROLLED), "s", [], EARLIER)
+    crashing = status_for(
+        model(), 2, Observed.from_deployment(ROLLED), "s", loading["conditions"], NOW, SEGFAULT
+    )
+    assert by_type(crashing) == {
+        "Ready": ("False", "BackendCrashed"),
+        "ModelAvailable": ("Unknown", "NoReadyReplica"),
+        "Progressing": ("False", "Complete"),
+        "Degraded": ("True", "BackendCrashed"),
+    }
+    assert crashing["summary"] == "Crashing"
+    messages = {c["type"]: c["message"] for c in crashing["conditions"]}
+    assert messages["Ready"] == messages["Degraded"] == SEGFAULT.message
+    assert (
+        "was killed by SIGSEGV (signal 11)" in messages["Ready"] and "CrashLoopBackOff" in messages["Ready"]
+    )
+    # Not ready, and Degraded (ReplicasUnavailable), before: the reasons change, the transitions stay.
+    assert by_type(loading)["Degraded"] == ("True", "ReplicasUnavailable")
+    times = {c["type"]: c["lastTransitionTime"] for c in crashing["conditions"]}
+    assert times["Ready"] == times["Degraded"] == "2026-01-01T00:00:00Z"
+
+
+def test_ready_replicas_win_over_a_crash_which_degraded_still_tells() -> None:
+    one_ready = {**ROLLED, "status": {**ROLLED["status"], "readyReplicas": 1}}
+    status = status_for(model(), 2, Observed.from_deployment(one_ready), "s", [], NOW, SEGFAULT)
+    assert by_type(status)["Ready"] == ("True", "ReplicasReady") and status["summary"] == "Ready"
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == (
+        "True",
+        "BackendCrashed",
+        SEGFAULT.message,
+    )
+
+
+def test_a_rollout_whose_new_pods_crash_is_degraded() -> None:
+    rolling = {
+        "metadata": {"generation": 2},
+        "status": {"observedGeneration": 2, "replicas": 2, "readyReplicas": 1, "updatedReplicas": 1},
+    }
+    fine = status_for(model(), 1, Observed.from_deployment(rolling), "s", [], NOW)
+    assert by_type(fine)["Degraded"] == ("False", "AsExpected")  # a rollout is not a fault...
+    crashing = status_for(model(), 1, Observed.from_deployment(rolling), "s", [], NOW, SEGFAULT)
+    assert by_type(crashing)["Degraded"] == ("True", "BackendCrashed")  # ...its new pods crashing is
+
+
+def test_scaled_to_zero_ignores_a_crash_of_a_pod_on_its_way_out() -> None:
+    status = status_for(model(minReplicas=0), 0, Observed(), "s", [], NOW, SEGFAULT)
+    assert by_type(status)["Ready"] == ("False", "ScaledToZero")
+    assert by_type(status)["Degraded"] == ("False", "AsExpected")

@@ -1,8 +1,9 @@
 """The figures as table rows (with ratios to baseline systems), a rich table, Markdown, and JSON.
 
 Columns: aggregate tokens/s (every token generated at the level over its wall time), its ratio to each
-baseline at the same concurrency, time to first token and request latency (p50, p95), and the median
-stream's tokens/s after its first token (the decode speed one client sees while its request runs).
+baseline at the same concurrency, time to first token, inter-token latency (the gaps between a stream's
+consecutive content chunks, pooled over the level's streams) and request latency (p50, p95), and the
+median stream's tokens/s after its first token (the decode speed one client sees while its request runs).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def headers(baselines: Sequence[str]) -> list[str]:
         *(f"× {name}" for name in baselines),
         "TTFT p50",
         "TTFT p95",
+        "ITL p50",
+        "ITL p95",
         "latency p50",
         "latency p95",
         "stream tokens/s p50",
@@ -72,6 +75,8 @@ def rows(summaries: Sequence[LevelSummary], baselines: Sequence[str] = ()) -> li
                 *ratio_cells,
                 _ms(s.ttft_p50),
                 _ms(s.ttft_p95),
+                _ms(s.itl_p50, 1),
+                _ms(s.itl_p95, 1),
                 _seconds(s.latency_p50),
                 _seconds(s.latency_p95),
                 "—" if s.stream_rate_p50 is None else f"{s.stream_rate_p50:.1f}",
@@ -125,8 +130,8 @@ def _times(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
 
-def _ms(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds * 1000:.0f} ms"
+def _ms(seconds: float | None, decimals: int = 0) -> str:
+    return "—" if seconds is None else f"{seconds * 1000:.{decimals}f} ms"
 
 
 def _seconds(seconds: float | None) -> str:

@@ -30,6 +30,7 @@ class RequestResult:
     text: str = ""
     error: str | None = None
     prompt: str = ""  # filled in by the driver
+    gaps: tuple[float, ...] = ()  # seconds between consecutive content chunks: the inter-token latency
 
     @property
     def ok(self) -> bool:
@@ -52,6 +53,8 @@ class StreamTally:
 
     started: float
     first_content: float | None = None
+    last_content: float | None = None
+    gaps: list[float] = field(default_factory=list)
     chunks: int = 0
     usage_tokens: int | None = None
     pieces: list[str] = field(default_factory=list)
@@ -65,6 +68,9 @@ class StreamTally:
                 self.pieces.append(choice.delta.content)
                 if self.first_content is None:
                     self.first_content = now
+                if self.last_content is not None:
+                    self.gaps.append(now - self.last_content)
+                self.last_content = now
 
     def result(self, now: float, error: str | None = None) -> RequestResult:
         tokens, source = token_count(self.usage_tokens, self.chunks)
@@ -76,6 +82,7 @@ class StreamTally:
             chunks=self.chunks,
             text="".join(self.pieces),
             error=error,
+            gaps=tuple(self.gaps),
         )
 
 
@@ -119,6 +126,9 @@ class LevelSummary:
     latency_p50: float | None
     latency_p95: float | None
     stream_rate_p50: float | None = None  # median of each request's tokens/s after its first token
+    # Inter-token latency: the gaps between consecutive content chunks of every stream, pooled.
+    itl_p50: float | None = None
+    itl_p95: float | None = None
     first_error: str | None = None
 
     @property
@@ -136,6 +146,7 @@ def summarise(
     ttfts = [result.ttft for result in ok if result.ttft is not None]
     latencies = [result.latency for result in ok]
     rates = [rate for rate in (result.stream_rate for result in ok) if rate is not None]
+    gaps = [gap for result in ok for gap in result.gaps]
     return LevelSummary(
         system=system,
         concurrency=concurrency,
@@ -149,5 +160,7 @@ def summarise(
         latency_p50=percentile(latencies, 50),
         latency_p95=percentile(latencies, 95),
         stream_rate_p50=percentile(rates, 50),
+        itl_p50=percentile(gaps, 50),
+        itl_p95=percentile(gaps, 95),
         first_error=failed[0].error if failed else None,
     )

@@ -78,6 +78,18 @@ def test_a_tally_times_the_first_content_and_takes_the_servers_usage() -> None:
     assert done.ttft == pytest.approx(0.2) and done.latency == pytest.approx(0.4)
     assert (done.tokens, done.source, done.chunks, done.text) == (3, "usage", 2, "Hello world")
     assert done.ok and done.stream_rate == pytest.approx(2 / 0.2)
+    assert done.gaps == pytest.approx((0.1,))  # between the two content chunks, not the role or finish
+
+
+def test_inter_token_latency_pools_every_streams_gaps() -> None:
+    streams = [
+        result(gaps=(0.01, 0.02, 0.03)),
+        result(gaps=(0.04,)),
+        result(gaps=(9.0,), error="down"),  # a failed request's gaps are not counted
+    ]
+    level = summarise("ours", 2, streams, seconds=1.0)
+    assert level.itl_p50 == pytest.approx(0.025) and level.itl_p95 == pytest.approx(0.0385)
+    assert summarise("x", 1, [result()], 1.0).itl_p50 is None  # one chunk per stream: no gap
 
 
 def test_without_usage_the_content_chunks_are_counted_and_a_failure_keeps_what_came() -> None:
@@ -139,7 +151,7 @@ def test_rows_carry_ratio_columns_blank_for_the_baseline_itself() -> None:
     assert headers(["base", "other"])[5:8] == ["tokens/s", "× base", "× other"]
     assert table[0][:8] == ["ours", "1", "4", "0", "99", "99.0", "1.10×", "2.20×"]
     assert table[1][6:8] == ["", "2.00×"] and table[2][6:8] == ["0.50×", ""]
-    assert table[0][8:] == ["50 ms", "100 ms", "1.00 s", "1.50 s", "120.0", "usage"]
+    assert table[0][8:] == ["50 ms", "100 ms", "—", "—", "1.00 s", "1.50 s", "120.0", "usage"]
     assert rows([summary("ours", 1, 5)])[0][6] == "50 ms"  # no baselines: no ratio columns
 
 

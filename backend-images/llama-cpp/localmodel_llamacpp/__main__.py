@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from localmodel.logs import configure_logging
+from localmodel_llamacpp.options import PROMPT_CACHE_MODES
 from localmodel_llamacpp.repack import REPACK_MODES
 from localmodel_llamacpp.server import PreloadError, serve
 
@@ -53,6 +54,13 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
         help="put weights into llama.cpp's repacked (faster-kernel) buffers; auto: on, except where "
         "llama.cpp's AMX kernels would run, which crash (default auto; `localmodel doctor` says why)",
     )
+    model.add_argument(
+        "--prompt-cache",
+        choices=PROMPT_CACHE_MODES,
+        default="",
+        help="reuse of a slot's cached prompt: prefix (the whole common prefix, as llama-server; default) "
+        "or exact (whole 64-token chunks only: every answer as on a fresh slot)",
+    )
     model.add_argument("--embeddings", action="store_true", help="load for embeddings")
     model.add_argument(
         "--no-mmap", action="store_true", help="read the file into memory instead of mapping it"
@@ -89,6 +97,7 @@ def preload_options(args: argparse.Namespace) -> dict[str, Any] | None:
             *([f"parallel:{args.parallel}"] if args.parallel else []),
             *([f"lanes:{args.lanes}"] if args.lanes else []),
             *([f"repack:{args.repack}"] if args.repack else []),
+            *([f"prompt_cache:{args.prompt_cache}"] if args.prompt_cache else []),
         ],
     }
 

@@ -12,9 +12,13 @@ prefilled in chunks aligned to multiples of `PREFILL_CHUNK` from position 0. Wit
 numbers depend on what runs beside it only through how many rows a step has, and where llama.cpp's
 kernels give a row the same result at any row count, at temperature 0 each request gets the answer it
 would get alone (a test holds this for SmolLM2 on CPU; kernels that switch with the row count, such as
-K-quant tiles from 8 rows, may change a near-tie). Prefix reuse keeps that: a new request takes the free
-slot whose cached tokens share the longest prefix with its prompt, and only whole chunks of that prefix
-are kept.
+K-quant tiles from 8 rows, may change a near-tie). A new request takes the free slot whose cached tokens
+share the longest prefix with its prompt, and keeps that prefix's KV (`prompt_cache`): all of it by default
+(`prefix`, as llama-server's cache_prompt), so a repeated system prompt or conversation is not decoded
+again; or only whole chunks of it (`exact`), so that the kept KV is bit for bit what a fresh slot would
+compute and each answer stays the one the request gets alone. With `prefix` the rest of the prompt is
+decoded from a position off the chunk grid, which can change the last bits of its numbers: a near-tie may
+then go the other way at temperature 0.
 
 A decoder owns one llama.cpp context and is stepped by one thread (its lane, lane.py); only `prepare`
 and `best_reuse`, which do not touch the context, are called from the scheduler's thread.
@@ -51,8 +55,9 @@ def default_slots(context_size: int) -> int:
 
 
 def reusable_prefix(cached: list[int], prompt: list[int], chunk: int = PREFILL_CHUNK) -> int:
-    """Tokens of `prompt` whose KV a slot holding `cached` can keep: the common prefix, in whole chunks,
-    and never the whole prompt (its last token must be decoded again to get logits)."""
+    """Tokens of `prompt` whose KV a slot holding `cached` can keep: the common prefix, in whole chunks of
+    `chunk` tokens (1: all of it), and never the whole prompt (its last token must be decoded again to
+    get logits)."""
     common = 0
     for cached_token, token in zip(cached, prompt, strict=False):
         if cached_token != token:
@@ -144,6 +149,7 @@ class BatchDecoder:
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
         self._threads = config.threads
+        self._reuse_chunk = PREFILL_CHUNK if config.prompt_cache == "exact" else 1
         self._sizer = StepSizer()  # also counts the generation steps
         self.slots = [_Slot(i) for i in range(slots)]
 
@@ -186,7 +192,10 @@ class BatchDecoder:
 
     def best_reuse(self, tokens: list[int]) -> int:
         """The most prompt tokens a free slot here could keep (what placing a request across lanes asks)."""
-        return max((reusable_prefix(s.cached, tokens) for s in self.slots if s.sequence is None), default=0)
+        return max(
+            (reusable_prefix(s.cached, tokens, self._reuse_chunk) for s in self.slots if s.sequence is None),
+            default=0,
+        )
 
     def start(self, admission: Admission) -> None:
         """Run a prepared request in the free slot that can reuse most of its prompt."""
@@ -195,7 +204,7 @@ class BatchDecoder:
             admission.sampler.close()
             return
         free = [slot for slot in self.slots if slot.sequence is None]
-        reusable = {s.index: reusable_prefix(s.cached, tokens) for s in free}
+        reusable = {s.index: reusable_prefix(s.cached, tokens, self._reuse_chunk) for s in free}
         slot = max(free, key=lambda s: (reusable[s.index], -s.last_used))
         keep = reusable[slot.index]
         llama_cpp.llama_memory_seq_rm(self._memory, slot.index, keep, -1)

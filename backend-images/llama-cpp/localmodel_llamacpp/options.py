@@ -30,6 +30,10 @@ class OptionsError(ValueError):
 
 
 MAX_PARALLEL = 64  # llama.cpp's limit on sequences in one context
+# How much of a slot's cached prompt a new request may reuse (decoder.py): "prefix", the whole common
+# prefix, as llama-server's cache_prompt; "exact", only whole prefill chunks, so that every answer is the
+# one the request would get on a fresh slot.
+PROMPT_CACHE_MODES = ("prefix", "exact")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class LoadConfig:
     parallel: int = 0  # sequences decoded together (batching slots); 0: chosen from the context size
     lanes: int = 0  # decode lanes the slots are spread over (lane.py); 0: chosen from model and hardware
     repack: str = "auto"  # weights in llama.cpp's repacked/AMX buffers: auto, on, off (repack.py)
+    prompt_cache: str = "prefix"  # PROMPT_CACHE_MODES
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `llama_cpp.Llama`."""
@@ -127,6 +132,7 @@ def load_config(request: backend_pb2.ModelOptions) -> LoadConfig:
         parallel=int(extra.get("parallel", 0)),
         lanes=int(extra.get("lanes", 0)),
         repack=str(extra.get("repack", "auto")),
+        prompt_cache=str(extra.get("prompt_cache", "prefix")),
     )
 
 
@@ -150,6 +156,12 @@ def parse_backend_options(options: list[str] | Any) -> dict[str, int | str]:
             if value not in REPACK_MODES:
                 raise OptionsError(f"options: repack must be one of {', '.join(REPACK_MODES)}, got {value!r}")
             known["repack"] = value
+        elif key == "prompt_cache":
+            if value not in PROMPT_CACHE_MODES:
+                raise OptionsError(
+                    f"options: prompt_cache must be one of {', '.join(PROMPT_CACHE_MODES)}, got {value!r}"
+                )
+            known["prompt_cache"] = value
         else:
             log.warning("ignoring backend option this backend does not know", extra={"option": option})
     return known

@@ -1,0 +1,81 @@
+"""The prompt cache of a real backend serving SmolLM2: how much of a slot's earlier prompt a request reuses
+(`--prompt-cache prefix`, the default, against `exact`), and that the greedy answers stay.
+
+One slot, so that every request lands in the slot the previous one left. A fresh answer is one whose
+prompt shares no whole chunk with what the slot holds: in `exact` mode nothing of it is reused then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel_llamacpp.decoder import PREFILL_CHUNK
+from localmodel_llamacpp.process import BackendProcess
+from tests.integration.backend.test_batching import request, stub_for
+
+# A shared start of about 100 tokens: one whole chunk and a part of the next.
+SHARED = (
+    "Read this note first. The lighthouse keeper wrote that the storm came in from the west at dusk, "
+    "that the lamp failed twice before midnight, that two fishing boats found the harbour by the sound "
+    "of the bell alone, and that by morning the sea was calm again and the gulls were back on the pier. "
+)
+QUESTIONS = ["What failed twice?", "Where did the storm come from?", "How did the boats find the harbour?"]
+UNRELATED = "Name three colours."
+
+
+def backend_with(model: Path, mode: str) -> Iterator[backend_pb2_grpc.BackendStub]:
+    args = ["--model", str(model), "--context-size", "1024", "--parallel", "1", "--threads", "2"]
+    with BackendProcess([*args, "--prompt-cache", mode]) as backend:
+        backend.wait_ready()
+        yield from stub_for(backend)
+
+
+@pytest.fixture(scope="module")
+def exact(smollm2_path: Path) -> Iterator[backend_pb2_grpc.BackendStub]:
+    yield from backend_with(smollm2_path, "exact")
+
+
+@pytest.fixture(scope="module")
+def prefix(smollm2_path: Path) -> Iterator[backend_pb2_grpc.BackendStub]:
+    yield from backend_with(smollm2_path, "prefix")
+
+
+def ask(stub: backend_pb2_grpc.BackendStub, content: str) -> tuple[str, int, int]:
+    """(answer, prompt tokens, prompt tokens decoded: the rest was reused)."""
+    reply = stub.Predict(request(content, tokens=24))
+    decoded = stub.GetMetrics(backend_pb2.MetricsRequest()).prompt_tokens_processed
+    return reply.message.decode(), reply.prompt_tokens, decoded
+
+
+def fresh_and_reused(stub: backend_pb2_grpc.BackendStub) -> list[tuple[tuple[str, int, int], ...]]:
+    """Per question: (asked after an unrelated prompt, asked after the shared note with another question)."""
+    found = []
+    for index, question in enumerate(QUESTIONS):
+        ask(stub, UNRELATED)
+        fresh = ask(stub, SHARED + question)
+        ask(stub, SHARED + QUESTIONS[index - 1])
+        found.append((fresh, ask(stub, SHARED + question)))
+    return found
+
+
+def test_exact_mode_reuses_whole_chunks_only_and_answers_as_on_a_fresh_slot(exact) -> None:
+    for (fresh_text, prompt_tokens, fresh_decoded), (text, _, decoded) in fresh_and_reused(exact):
+        assert fresh_decoded == prompt_tokens  # the chat preamble shared with UNRELATED is < one chunk
+        assert decoded == prompt_tokens - PREFILL_CHUNK  # the note's first whole chunk, no more
+        assert text == fresh_text
+
+
+def test_prefix_mode_reuses_the_whole_shared_start_and_keeps_smollm2s_greedy_answers(exact, prefix) -> None:
+    fresh_answers = [fresh[0] for fresh, _ in fresh_and_reused(exact)]
+    for fresh_text, ((_, prompt_tokens, _), (text, _, decoded)) in zip(
+        fresh_answers, fresh_and_reused(prefix), strict=True
+    ):
+        # Everything up to where the questions differ is kept: only the question and the chat
+        # template's end are decoded, far less than exact mode's whole-chunk reuse leaves.
+        assert decoded < prompt_tokens - PREFILL_CHUNK
+        assert decoded <= 16
+        assert text == fresh_text  # SmolLM2's answers hold; a near-tie elsewhere may not (README)

@@ -54,6 +54,10 @@ def test_load_defaults_and_mapping() -> None:
         ({"model_file": "/m.gguf", "options": ["lanes:0"]}, "lanes must be between"),
         ({"model_file": "/m.gguf", "options": ["parallel:many"]}, "parallel"),
         ({"model_file": "/m.gguf", "options": ["repack:sometimes"]}, "repack must be one of auto, on, off"),
+        (
+            {"model_file": "/m.gguf", "options": ["prompt_cache:all"]},
+            "prompt_cache must be one of prefix, exact",
+        ),
         ({}, "no model file"),
     ],
 )
@@ -73,6 +77,14 @@ def test_repack_option() -> None:
     for mode in ("on", "off", "auto"):
         options = [f"repack:{mode}"]
         assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=options)).repack == mode
+
+
+def test_prompt_cache_option() -> None:
+    assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf")).prompt_cache == "prefix"
+    options = ["prompt_cache:exact"]
+    assert (
+        load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=options)).prompt_cache == "exact"
+    )
 
 
 def test_unknown_backend_options_are_ignored() -> None:

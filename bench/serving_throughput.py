@@ -1,28 +1,34 @@
-"""How fast, against what: our stack against llama-cpp-python's own server and llama-cpp-python in-process.
+"""How fast, against what: our stack against llama.cpp's own `llama-server`, llama-cpp-python's server and
+llama-cpp-python in-process.
 
-Three systems serve the same SmolLM2 GGUF with the same threads, context and batch size, and get the
-same streamed chat requests (the prompt set of localmodel/loadgen/prompts.py, temperature 0, fixed
-max_tokens, repeat penalty 1):
+Every system serves the same GGUF (SmolLM2 and Gemma-3-270M, one after the other) with the same threads,
+context per slot, slots and batch size, and gets the same streamed chat requests (the prompt set of
+localmodel/loadgen/prompts.py, temperature 0, fixed max_tokens, repeat penalty 1):
 
 - localmodel: `localmodel serve -f <manifest>` (router + one gRPC backend process), the product as
   users run it on one machine.
-- llama_cpp.server: `python -m llama_cpp.server` from llama-cpp-python's [server] extra, with
-  `--interrupt_requests False` (by default a waiting request cuts the running stream short, so the
-  streams would not do the same work) and `--logits_all False` (by default it computes logits for every
-  prompt token, work the others skip).
+- llama-server: llama.cpp's C++ server, the baseline that counts (KubeAI's and LocalAI's llama.cpp engines
+  are, or derive from, it), built by scripts/llama_server.py from the llama.cpp the pinned llama-cpp-python
+  vendors with the same build options as our backend; its defaults otherwise (prompt cache on), except
+  flash attention off, as ours (its `auto` turns it on on CPUs). Our backend gives each slot the whole
+  context, so llama-server gets `-c context×slots -np slots` (its slots split `-c`).
+- llama_cpp.server (`--systems` adds it): `python -m llama_cpp.server` from llama-cpp-python's [server]
+  extra, with `--interrupt_requests False` (by default a waiting request cuts the running stream short)
+  and `--logits_all False` (by default it computes logits for every prompt token). One slot.
 - in-process: `Llama.create_chat_completion(stream=True)` called in this process, no HTTP and no gRPC.
   A Llama cannot serve two requests at once, so its requests run one after another behind a lock;
-  concurrent clients queue for it as they queue inside the two servers, and their TTFT includes the wait.
+  concurrent clients queue for it as they queue inside the servers, and their TTFT includes the wait.
 
-The two servers get their load from the official AsyncOpenAI client (localmodel.loadgen); every system's
+The servers get their load from the official AsyncOpenAI client (localmodel.loadgen); every system's
 chunks are tallied by the same code. Each system gets one warm-up request, not counted; then, at each
 concurrency, each system in turn runs the same number of requests from that many closed-loop clients
-(which system goes first rotates from level to level), so a drift in the machine's speed hits all three
-alike. The CPU time of everything else on the machine is read during each level: a run in which other
-processes took more than 5% of it is reported as not quiet. The table, a JSON file with every request and a
-Markdown copy of the table go to bench/results/; the plot to docs/performance-tokens-per-second.png.
+(which system goes first rotates from level to level), so a drift in the machine's speed hits all alike.
+The CPU time of everything else on the machine is read during each level: a run in which other
+processes took more than 5% of it is reported as not quiet. The tables, a JSON file with every request and
+a Markdown copy of the tables go to bench/results/; the plot to docs/performance-tokens-per-second.png.
 
-    python -m bench.serving_throughput [--concurrency 1,2,4,8] [--requests 16] [--max-tokens 128]
+    python -m bench.serving_throughput [--models smollm2 gemma3] [--concurrency 1,2,4,8,16]
+        [--requests 16] [--max-tokens 128] [--systems localmodel llama-server in-process]
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,20 +61,25 @@ from localmodel.loadgen.driver import LevelRun, System, measure
 from localmodel.loadgen.prompts import PROMPTS
 from localmodel.loadgen.report import as_json, markdown, notes, ratios, rich_table
 from localmodel.loadgen.stats import LevelSummary, RequestResult, StreamTally
+from localmodel_llamacpp.decoder import default_slots
 from localmodel_llamacpp.engine import open_llama
 from localmodel_llamacpp.process import free_port
-from scripts.test_models import ensure_model
+from scripts.llama_server import ensure_llama_server
+from scripts.test_models import MODELS, ensure_model
 from tests.support.local_mode import LocalMode
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS, SERVER, IN_PROCESS = "localmodel", "llama_cpp.server", "in-process"
-MODEL_NAME = "smollm2"
+OURS, LLAMA_SERVER, SERVER, IN_PROCESS = "localmodel", "llama-server", "llama_cpp.server", "in-process"
+SYSTEMS = (OURS, LLAMA_SERVER, SERVER, IN_PROCESS)  # the tables' order
+BASELINES = (LLAMA_SERVER, SERVER, IN_PROCESS)
 BATCH = 512  # llama.cpp's n_batch: the default of all three, written out so that it stays the same
 # llama_cpp.server's default repeat penalty is 1.1; ours and Llama.create_chat_completion's are 1.
-# Sent to both servers (ours ignores fields it does not know), so all three sample alike.
+# Sent to every server (ours ignores fields it does not know), so all sample alike.
 SAME_SAMPLING = {"repeat_penalty": 1.0}
 # A level during which other processes (or the hypervisor) took more of the machine than this is suspect.
 QUIET = 0.05
+# What llama-server must be matched at: TTFT p50 at one client within this factor of its own.
+TTFT_TARGET = 1.1
 
 
 class InProcess:
@@ -105,14 +116,12 @@ class InProcess:
         return tally.result(time.perf_counter())
 
 
-def write_manifest(folder: Path, model: Path, threads: int, context: int, parallel: int | None) -> Path:
-    engine: dict[str, int] = {"contextSize": context, "threads": threads}
-    if parallel is not None:  # else the backend's own choice of slots, as users get it
-        engine["parallel"] = parallel
+def write_manifest(folder: Path, name: str, model: Path, threads: int, context: int, slots: int) -> Path:
+    engine: dict[str, int] = {"contextSize": context, "threads": threads, "parallel": slots}
     manifest = {
         "apiVersion": "localmodel.dev/v1alpha1",
         "kind": "LocalModel",
-        "metadata": {"name": MODEL_NAME},
+        "metadata": {"name": name},
         "spec": {
             "model": {"url": model.as_uri()},
             "tasks": ["chat"],
@@ -120,29 +129,47 @@ def write_manifest(folder: Path, model: Path, threads: int, context: int, parall
             "replicas": 1,
         },
     }
-    path = folder / "smollm2.yaml"
+    path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(manifest))
     return path
 
 
-@contextmanager
-def llama_cpp_server(model: Path, threads: int, context: int, log: Path) -> Iterator[str]:
-    """`python -m llama_cpp.server` on a free port until the block ends; yields its base URL."""
-    port = free_port()
-    command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_NAME,
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(context), "--n_batch", str(BATCH),
+def llama_server_command(
+    binary: Path, name: str, model: Path, threads: int, context: int, slots: int
+) -> list[str]:
+    """llama-server as configured like our backend: every slot with `context` tokens of its own."""
+    return [
+        str(binary), "--model", str(model), "--alias", name, "--host", "127.0.0.1",
+        "--ctx-size", str(context * slots), "--parallel", str(slots), "--batch-size", str(BATCH),
+        "--threads", str(threads), "--threads-batch", str(threads), "--no-ui",
+        "--flash-attn", "off",  # its default, auto, turns it on here; our backend's default is off
+    ]  # fmt: skip
+
+
+def llama_cpp_server_command(name: str, model: Path, threads: int, context: int) -> list[str]:
+    return [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", name,
+        "--host", "127.0.0.1", "--n_ctx", str(context), "--n_batch", str(BATCH),
         "--n_threads", str(threads), "--n_threads_batch", str(threads),
         "--interrupt_requests", "False", "--logits_all", "False",
     ]  # fmt: skip
+
+
+@contextmanager
+def serving(title: str, command: list[str], port_flag: str, log: Path) -> Iterator[str]:
+    """An OpenAI-compatible server (`command` plus its port flag and a free port) until the block ends;
+    yields its base URL."""
+    port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     with log.open("w") as output:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*command, port_flag, str(port)], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 120
             while not _answers(f"{url}/models"):
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"llama_cpp.server did not start; its log:\n{log.read_text()[-4000:]}")
+                    raise RuntimeError(f"{title} did not start; its log:\n{log.read_text()[-4000:]}")
                 time.sleep(0.2)
             yield url
         finally:
@@ -174,18 +201,31 @@ def same_answers(runs: Sequence[LevelRun]) -> dict[str, tuple[int, int]]:
 
 
 def verdicts(summaries: Sequence[LevelSummary]) -> list[str]:
-    against_server, against_in_process = ratios(summaries, SERVER), ratios(summaries, IN_PROCESS)
+    """The targets: ours ≥ each baseline's aggregate tokens/s at every level, TTFT at one client within
+    TTFT_TARGET of llama-server's, and ours growing with concurrency."""
     ours = {s.concurrency: s for s in summaries if s.system == OURS}
+    present = {s.system for s in summaries}
     lines = []
-    server_ratios = [against_server.get((OURS, c)) for c in ours]
-    beaten = all(r is not None and r >= 1.0 for r in server_ratios)
-    listed = ", ".join(
-        f"{c}: {r:.2f}×" if r is not None else f"{c}: —" for c, r in zip(ours, server_ratios, strict=True)
-    )
-    verdict = "met" if beaten else "NOT met"
-    lines.append(f"localmodel ≥ llama_cpp.server at every concurrency: {verdict} ({listed})")
-    if 1 in ours:
-        single = against_in_process.get((OURS, 1))
+    for baseline in (b for b in BASELINES if b in present and b != IN_PROCESS):
+        against = ratios(summaries, baseline)
+        found = [against.get((OURS, c)) for c in ours]
+        beaten = all(r is not None and r >= 1.0 for r in found)
+        listed = ", ".join(
+            f"{c}: {r:.2f}×" if r is not None else f"{c}: —" for c, r in zip(ours, found, strict=True)
+        )
+        lines.append(
+            f"localmodel ≥ {baseline} at every concurrency: {'met' if beaten else 'NOT met'} ({listed})"
+        )
+    theirs = next((s for s in summaries if s.system == LLAMA_SERVER and s.concurrency == 1), None)
+    if 1 in ours and theirs is not None and ours[1].ttft_p50 and theirs.ttft_p50:
+        factor = ours[1].ttft_p50 / theirs.ttft_p50
+        verdict = "met" if factor <= TTFT_TARGET else "NOT met"
+        lines.append(
+            f"TTFT p50 at 1 client ≤ {TTFT_TARGET}× llama-server's: {verdict} "
+            f"({ours[1].ttft_p50 * 1000:.0f} ms against {theirs.ttft_p50 * 1000:.0f} ms, {factor:.2f}×)"
+        )
+    if IN_PROCESS in present and 1 in ours:
+        single = ratios(summaries, IN_PROCESS).get((OURS, 1))
         met = single is not None and single >= 0.97
         shown = f"{single:.3f}×" if single is not None else "—"
         lines.append(f"localmodel ≥ 0.97 × in-process at 1 client: {'met' if met else 'NOT met'} ({shown})")
@@ -212,62 +252,86 @@ def quiet_verdict(runs: Sequence[LevelRun], cpu: Sequence[CpuShare], cpus: int) 
     return f"other processes and CPU steal: {most}: {verdict}"
 
 
-def plot(summaries: Sequence[LevelSummary], path: Path, title: str) -> None:
+def plot(per_model: Mapping[str, Sequence[LevelSummary]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
-    levels = sorted({s.concurrency for s in summaries})
-    for system, marker in ((OURS, "o"), (SERVER, "s"), (IN_PROCESS, "^")):
-        points = sorted((s.concurrency, s.tokens_per_second) for s in summaries if s.system == system)
-        if points:
-            axes.plot(*zip(*points, strict=True), marker=marker, label=system)
-    axes.set_xscale("log", base=2)
-    axes.set_xticks(levels, [str(level) for level in levels])
-    axes.set_ylim(bottom=0)
-    axes.set_xlabel("concurrent streams (clients)")
-    axes.set_ylabel("aggregate generated tokens/s")
-    axes.set_title(title, fontsize=9)
-    axes.grid(alpha=0.3)
-    axes.legend()
+    figure, all_axes = plt.subplots(
+        1, len(per_model), figsize=(6 * len(per_model), 4.4), dpi=120, squeeze=False
+    )
+    for axes, (model, summaries) in zip(all_axes[0], per_model.items(), strict=True):
+        levels = sorted({s.concurrency for s in summaries})
+        for system, marker in zip(SYSTEMS, "osD^", strict=True):
+            points = sorted((s.concurrency, s.tokens_per_second) for s in summaries if s.system == system)
+            if points:
+                axes.plot(*zip(*points, strict=True), marker=marker, label=system)
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(levels, [str(level) for level in levels])
+        axes.set_ylim(bottom=0)
+        axes.set_xlabel("concurrent streams (clients)")
+        axes.set_ylabel("aggregate generated tokens/s")
+        axes.set_title(MODELS[model].file_name, fontsize=9)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
 
 
-async def run_all(
-    args: argparse.Namespace, console: Console, folder: Path
+async def run_model(
+    name: str, args: argparse.Namespace, console: Console, folder: Path
 ) -> tuple[list[LevelRun], list[CpuShare]]:
-    """Every level's figures, and the CPU used on the machine during each (ours and everything else's)."""
-    model = ensure_model("smollm2")
+    """One model's levels on every system, and the CPU used on the machine during each level (ours and
+    everything else's)."""
+    model = ensure_model(name)
+    slots = args.parallel or default_slots(args.context)
+    wanted = set(args.systems)
     with ExitStack() as stack:
-        console.print("starting localmodel serve, llama_cpp.server and an in-process Llama", style="dim")
-        manifest = write_manifest(folder, model, args.threads, args.context, args.parallel)
-        served = LocalMode(["serve", "-f", str(manifest)], folder / "cache", folder / "serve.log")
-        stack.enter_context(served)
-        server = llama_cpp_server(model, args.threads, args.context, folder / "llama_cpp_server.log")
-        server_url = stack.enter_context(server)
-        in_process = InProcess(model, args.threads, args.context, args.max_tokens)
-        clients = [
-            openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0, timeout=600)
-            for url in (f"{served.url}/v1", server_url)
-        ]
-        ours, theirs = (
-            ChatTarget(client, MODEL_NAME, args.max_tokens, extra_body=SAME_SAMPLING) for client in clients
-        )
-        systems = [
-            System(OURS, ours.send, "localmodel serve: router + 1 gRPC backend process"),
-            System(SERVER, theirs.send, "python -m llama_cpp.server"),
-            System(IN_PROCESS, in_process.send, "Llama.create_chat_completion, one request at a time"),
-        ]
+        console.print(f"{name}: starting {', '.join(args.systems)} ({slots} slots)", style="dim")
+        systems: list[System] = []
+        clients: list[openai.AsyncOpenAI] = []
+
+        def target(url: str) -> ChatTarget:
+            # llama-server closes a connection idle for 5 s; one the pool took up just then fails (no
+            # retries here: they would hide failures). Idle connections are dropped sooner, for every system.
+            http = httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry=2.0), timeout=600)
+            clients.append(openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0, http_client=http))
+            return ChatTarget(clients[-1], name, args.max_tokens, extra_body=SAME_SAMPLING)
+
+        if OURS in wanted:
+            manifest = write_manifest(folder, name, model, args.threads, args.context, slots)
+            served = LocalMode(["serve", "-f", str(manifest)], folder / "cache", folder / f"{name}-serve.log")
+            stack.enter_context(served)
+            systems.append(
+                System(OURS, target(f"{served.url}/v1").send, "localmodel serve: router + 1 backend")
+            )
+        if LLAMA_SERVER in wanted:
+            command = llama_server_command(
+                ensure_llama_server(lambda line: console.print(line, style="dim")),
+                name, model, args.threads, args.context, slots,
+            )  # fmt: skip
+            url = stack.enter_context(
+                serving(LLAMA_SERVER, command, "--port", folder / f"{name}-llama-server.log")
+            )
+            systems.append(System(LLAMA_SERVER, target(url).send, "llama.cpp's llama-server"))
+        if SERVER in wanted:
+            command = llama_cpp_server_command(name, model, args.threads, args.context)
+            url = stack.enter_context(
+                serving(SERVER, command, "--port", folder / f"{name}-llama_cpp_server.log")
+            )
+            systems.append(System(SERVER, target(url).send, "python -m llama_cpp.server"))
+        if IN_PROCESS in wanted:
+            in_process = InProcess(model, args.threads, args.context, args.max_tokens)
+            systems.append(System(IN_PROCESS, in_process.send, "Llama.create_chat_completion, one at a time"))
         watch = CpuWatch()
 
         def progress(line: str) -> None:
             watch.mark()  # a level begins: the interval before it (warm-up or the previous level) ends
-            console.print(line, style="dim")
+            console.print(f"{name}: {line}", style="dim")
 
         try:
             runs = await measure(systems, PROMPTS, args.concurrency, args.requests, progress=progress)
@@ -280,45 +344,74 @@ async def run_all(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--concurrency", type=parse_concurrencies, default=(1, 2, 4, 8))
+    parser.add_argument("--models", nargs="+", default=["smollm2", "gemma3"], choices=sorted(MODELS))
+    parser.add_argument("--concurrency", type=parse_concurrencies, default=(1, 2, 4, 8, 16))
     parser.add_argument("--requests", type=int, default=16, help="requests per system per level")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="llama.cpp threads (all)")
-    parser.add_argument("--context", type=int, default=2048, help="context size, all three")
-    parser.add_argument("--parallel", type=int, help="localmodel's batching slots (default: the backend's)")
+    parser.add_argument("--context", type=int, default=2048, help="context size per slot, all systems")
+    parser.add_argument("--parallel", type=int, help="slots of localmodel and llama-server (default: ours)")
+    parser.add_argument(
+        "--systems", nargs="+", default=[OURS, LLAMA_SERVER, IN_PROCESS], choices=SYSTEMS, help="what to run"
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--logs", type=Path, help="keep the servers' logs and the manifest in this folder")
+    parser.add_argument("--logs", type=Path, help="keep the servers' logs and the manifests in this folder")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "performance-tokens-per-second.png")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=max(Console().width, 200))  # the tables are wide
     # Started in the background by a shell, a process inherits SIGINT ignored; Ctrl-C / kill -INT must
     # still stop the run with every server it started shut down.
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
     started = datetime.now(UTC)
+    machine = describe(("llama_cpp_python", "openai", "grpcio"))
+    slots = args.parallel or default_slots(args.context)
+    common = (
+        f"{args.threads} threads, context {args.context} per slot, {slots} slots, "
+        f"max_tokens {args.max_tokens}, temperature 0, {args.requests} requests per level; "
+        f"{machine['nproc']} CPUs ({machine['cpu_model']})"
+    )
+    per_model: dict[str, list[LevelSummary]] = {}
+    levels, findings, markdown_parts = [], [], []
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) if args.logs is None else args.logs
         folder.mkdir(parents=True, exist_ok=True)
-        runs, cpu = asyncio.run(run_all(args, console, folder))
-    order = [OURS, SERVER, IN_PROCESS]  # the table's order; the runs rotated which system went first
-    summaries = sorted((run.summary for run in runs), key=lambda s: (s.concurrency, order.index(s.system)))
-    machine = describe(("llama_cpp_python", "openai", "grpcio"))
-    title = (
-        f"SmolLM2-135M-Instruct Q4_1, {args.threads} threads, max_tokens {args.max_tokens}, temperature 0, "
-        f"{args.requests} requests per level; {machine['nproc']} CPUs ({machine['cpu_model']})"
-    )
-    baselines = [SERVER, IN_PROCESS]
-    answers = same_answers(runs)
-    findings = [
-        *notes(summaries),
-        "answers equal to in-process's for the same prompt: "
-        + ", ".join(f"{system} {same}/{total}" for system, (same, total) in answers.items()),
-        *verdicts(summaries),
-        quiet_verdict(runs, cpu, machine["nproc"]),
-    ]
-    console.print(rich_table(summaries, baselines, title))
-    for line in findings:
-        console.print(line)
+        for name in args.models:
+            runs, cpu = asyncio.run(run_model(name, args, console, folder))
+            summaries = sorted(
+                (run.summary for run in runs), key=lambda s: (s.concurrency, SYSTEMS.index(s.system))
+            )
+            per_model[name] = summaries
+            baselines = [b for b in BASELINES if b in args.systems]
+            answers = same_answers(runs) if IN_PROCESS in args.systems else {}
+            found = [
+                *notes(summaries),
+                *(
+                    ["answers equal to in-process's for the same prompt: "
+                     + ", ".join(f"{system} {same}/{total}" for system, (same, total) in answers.items())]
+                    if answers else []
+                ),
+                *verdicts(summaries),
+                quiet_verdict(runs, cpu, machine["nproc"]),
+            ]  # fmt: skip
+            title = f"{MODELS[name].file_name}, {common}"
+            console.print(rich_table(summaries, baselines, title))
+            for line in found:
+                console.print(line)
+            findings += [f"{name}: {line}" for line in found]
+            bullets = "".join(f"- {line}\n" for line in found)
+            markdown_parts.append(f"{title}\n\n{markdown(summaries, baselines)}\n{bullets}")
+            levels.append(
+                {
+                    "model": MODELS[name].file_name,
+                    **as_json(runs, {}),
+                    "cpu_per_level": [
+                        {"system": run.summary.system, "concurrency": run.summary.concurrency}
+                        | dataclasses.asdict(share)
+                        for run, share in zip(runs, cpu, strict=True)
+                    ],
+                }
+            )
 
     stamp = started.strftime("%Y%m%d-%H%M%S")
     args.results.mkdir(parents=True, exist_ok=True)
@@ -327,31 +420,23 @@ def main() -> None:
         "started": started.isoformat(timespec="seconds"),
         "machine": machine,
         "code": code_state(ROOT),
-        "model": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "models": [MODELS[name].file_name for name in args.models],
+        "systems": args.systems,
         "threads": args.threads,
-        "context": args.context,
+        "context_per_slot": args.context,
+        "slots": slots,
         "batch": BATCH,
-        "localmodel_parallel": args.parallel if args.parallel is not None else "backend default",
         "max_tokens": args.max_tokens,
         "temperature": 0.0,
         "requests_per_level": args.requests,
         "prompts": list(PROMPTS),
         "findings": findings,
-        "cpu_per_level": [
-            {
-                "system": run.summary.system,
-                "concurrency": run.summary.concurrency,
-                **dataclasses.asdict(share),
-            }
-            for run, share in zip(runs, cpu, strict=True)
-        ],
     }
     json_path = args.results / f"serving-throughput-{stamp}.json"
-    json_path.write_text(json.dumps(as_json(runs, context), indent=2) + "\n")
+    json_path.write_text(json.dumps({"context": context, "models": levels}, indent=2) + "\n")
     md_path = args.results / f"serving-throughput-{stamp}.md"
-    bullets = "".join(f"- {line}\n" for line in findings)
-    md_path.write_text(f"{title}\n\n{markdown(summaries, baselines)}\n{bullets}")
-    plot(summaries, args.plot, title.replace("; ", "\n"))
+    md_path.write_text("\n".join(markdown_parts))
+    plot(per_model, args.plot, common)
     console.print(f"results: {json_path}, {md_path}; plot: {args.plot}")
 
 

@@ -77,7 +77,7 @@ def ensure_llama_server(say: Callable[[str], None] = print) -> Path:
     if shutil.which("ninja"):
         options += ["-G", "Ninja"]
     jobs = str(os.cpu_count() or 1)
-    say(f"[llama-server] building llama-server {version} with {jobs} jobs (about 5 minutes on 2 cores)")
+    say(f"[llama-server] building llama-server {version} with {jobs} jobs (about 10 minutes on 2 cores)")
     started = time.monotonic()
     _run([cmake, "-S", str(source), "-B", str(build), *options], build / "configure.log")
     _run([cmake, "--build", str(build), "--target", "llama-server", "-j", jobs], build / "build.log")

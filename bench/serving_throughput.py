@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import json
 import os
 import signal
@@ -47,6 +48,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -181,6 +183,11 @@ def serving(title: str, command: list[str], port_flag: str, log: Path) -> Iterat
                 process.wait()
 
 
+def _sdk_http() -> Any:
+    """The HTTP library the openai SDK's default client is built on (httpx or httpx2, by release)."""
+    return importlib.import_module(openai.DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0])
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=1.0).status_code == 200
@@ -298,8 +305,10 @@ async def run_model(
         def target(url: str) -> ChatTarget:
             # llama-server closes a connection idle for 5 s; one the pool took up just then fails (no
             # retries here: they would hide failures). Idle connections are dropped sooner, for every system.
-            http = httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry=2.0), timeout=600)
-            clients.append(openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0, http_client=http))
+            http = openai.DefaultAsyncHttpxClient(limits=_sdk_http().Limits(keepalive_expiry=2.0))
+            clients.append(
+                openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0, timeout=600, http_client=http)
+            )
             return ChatTarget(clients[-1], name, args.max_tokens, extra_body=SAME_SAMPLING)
 
         if OURS in wanted:

@@ -58,8 +58,8 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
         "--prompt-cache",
         choices=PROMPT_CACHE_MODES,
         default="",
-        help="reuse of a slot's cached prompt: prefix (the whole common prefix, as llama-server; default) "
-        "or exact (whole 64-token chunks only: every answer as on a fresh slot)",
+        help="reuse of a slot's cached prompt: exact (whole 64-token chunks only: every answer as on a fresh "
+        "slot; default) or prefix (the whole common prefix, as llama-server's cache_prompt)",
     )
     model.add_argument("--embeddings", action="store_true", help="load for embeddings")
     model.add_argument(

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from localmodel_llamacpp.decoder import BatchDecoder, Request, default_slots
 from localmodel_llamacpp.engine import Chunk, LlamaEngine, Prompt, StoppingError
-from localmodel_llamacpp.lane import Lane, default_lanes, split
+from localmodel_llamacpp.lane import Lane, default_lanes, split, wide_steps
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class BatchingScheduler:
         self._wake = threading.Condition()
         self._closing = False
         self._calls_running = 0
+        self._wide = wide_steps()
         self._worker = threading.Thread(target=self._work, name="llama", daemon=True)
         self._worker.start()
 
@@ -131,6 +132,7 @@ class BatchingScheduler:
             self._closing = True
             self._wake.notify_all()
         self._worker.join(timeout)
+        self._wide.shutdown(wait=False)
 
     # --- the worker thread ---
 
@@ -193,11 +195,13 @@ class BatchingScheduler:
     def _load(self, config: LoadConfig, slots: int) -> None:
         wanted = slots or default_slots(config.context_size)
         batching = not config.embeddings
-        # With batch decoders, the Llama object only tokenizes: a small context of its own is enough.
+        # With batch decoders, the Llama object only tokenizes: a small context of its own is enough, and
+        # one thread, so that its warm-up decode leaves no OpenMP thread team on this thread (lane.py).
         # The lanes decoding with the previous model stop once the new one has loaded (a load that fails
         # leaves them serving) and before the previous model is freed.
+        idle = replace(config, context_size=min(config.context_size, _IDLE_CONTEXT), threads=1)
         self.engine.load(
-            replace(config, context_size=min(config.context_size, _IDLE_CONTEXT)) if batching else config,
+            idle if batching else config,
             before_release=self._stop_lanes,
         )
         self.mode, self.slots = "sequential", 1
@@ -216,14 +220,22 @@ class BatchingScheduler:
             self.engine.load(config)  # the sequential path needs the full context
             return
         lanes: list[Lane] = []
-        lanes += [Lane(i, decoder, config.threads, self._wake, lanes) for i, decoder in enumerate(decoders)]
+        lanes += [
+            Lane(i, decoder, config.threads, self._wake, lanes, self._wide)
+            for i, decoder in enumerate(decoders)
+        ]
         for lane in lanes:
             lane.start()
         self.lanes = lanes
         self.mode, self.slots = "batching", wanted
         log.info(
             "continuous batching",
-            extra={"slots": wanted, "lanes": lane_count, "context_per_slot": config.context_size},
+            extra={
+                "slots": wanted,
+                "lanes": lane_count,
+                "context_per_slot": config.context_size,
+                "threads": config.threads,
+            },
         )
 
     def _generate_alone(self, request: Request) -> None:

@@ -13,12 +13,13 @@ numbers depend on what runs beside it only through how many rows a step has, and
 kernels give a row the same result at any row count, at temperature 0 each request gets the answer it
 would get alone (a test holds this for SmolLM2 on CPU; kernels that switch with the row count, such as
 K-quant tiles from 8 rows, may change a near-tie). A new request takes the free slot whose cached tokens
-share the longest prefix with its prompt, and keeps that prefix's KV (`prompt_cache`): all of it by default
-(`prefix`, as llama-server's cache_prompt), so a repeated system prompt or conversation is not decoded
-again; or only whole chunks of it (`exact`), so that the kept KV is bit for bit what a fresh slot would
-compute and each answer stays the one the request gets alone. With `prefix` the rest of the prompt is
-decoded from a position off the chunk grid, which can change the last bits of its numbers: a near-tie may
-then go the other way at temperature 0.
+share the longest prefix with its prompt, and keeps that prefix's KV (`prompt_cache`): only whole chunks of
+it by default (`exact`), so that the kept KV is bit for bit what a fresh slot would compute and each
+answer stays the one the request gets alone; or all of it (`prefix`, as llama-server's cache_prompt), so
+a shared start shorter than a chunk is not decoded again either. With `prefix` the rest of the prompt
+is decoded from a position off the chunk grid, in batches of other sizes than a fresh slot's, which
+changes the last bits of its numbers: a near-tie at temperature 0 may then go the other way, depending on
+what the slot ran before (SmolLM2 answered "Name three colours." differently when asked twice).
 
 A decoder owns one llama.cpp context and is stepped by one thread (its lane, lane.py); only `prepare`
 and `best_reuse`, which do not touch the context, are called from the scheduler's thread.

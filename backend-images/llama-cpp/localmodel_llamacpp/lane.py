@@ -9,6 +9,14 @@ the weights, so a second sequence in a step costs nearly a second step (SmolLM2-
 for one token, 10.9 ms for two, 16.6 ms for four), while two 1-thread contexts decoding side by side
 each keep 5.9 ms a token. Where steps are bound by reading weights (big models, GPUs) one lane is best,
 and a lone request always gets every thread.
+
+Every step that uses more than one thread runs on one thread of the process, `wide_steps()`, whichever
+lane it is for. llama.cpp's CPU backend (built with OpenMP, its default) gives each OS thread that runs
+a multi-threaded compute a thread team of its own, and once a process holds more OpenMP threads than
+CPUs, libgomp stops spinning at barriers (its throttled spin count) and every barrier of every decode
+sleeps and wakes instead: one SmolLM2 stream on 2 cores fell from 74 to 62 tokens/s, for good, once a
+second lane had run alone. Only one lane can be alone, so the wide thread never queues; single-thread
+steps (lanes side by side) use no OpenMP team and stay on their lane's thread.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 from localmodel_llamacpp.decoder import Admission, BatchDecoder
 from localmodel_llamacpp.engine import InvalidRequestError
@@ -35,6 +44,11 @@ def default_lanes(config: LoadConfig, slots: int) -> int:
     return 2 if config.model_path.stat().st_size <= SMALL_MODEL_BYTES else 1
 
 
+def wide_steps() -> ThreadPoolExecutor:
+    """The one thread for the multi-threaded steps of every lane of a process (see above)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-wide")
+
+
 def split(total: int, parts: int) -> list[int]:
     """`total` shared as evenly as possible into `parts` whole shares, larger ones first."""
     return [total // parts + (1 if index < total % parts else 0) for index in range(parts)]
@@ -45,7 +59,13 @@ class Lane:
     (`wake`), which the thread also takes to start placed requests and to sleep."""
 
     def __init__(
-        self, index: int, decoder: BatchDecoder, threads: int, wake: threading.Condition, lanes: list[Lane]
+        self,
+        index: int,
+        decoder: BatchDecoder,
+        threads: int,
+        wake: threading.Condition,
+        lanes: list[Lane],
+        wide: ThreadPoolExecutor,
     ) -> None:
         self.index = index
         self.decoder = decoder
@@ -53,6 +73,7 @@ class Lane:
         self._wake = wake
         self._lanes = lanes  # every lane of the model, this one too: threads are shared among the busy
         self._threads = threads
+        self._wide = wide
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"llama-lane-{index}", daemon=True)
 
@@ -102,7 +123,10 @@ class Lane:
             decoder.set_threads(threads)
             active = decoder.active
             try:
-                decoder.step()
+                if threads > 1:
+                    self._wide.submit(decoder.step).result()
+                else:
+                    decoder.step()
             except Exception as error:  # a bug or llama.cpp failure: fail this lane's batch, keep serving
                 log.exception("decode step failed", extra={"lane": self.index})
                 decoder.fail_all(error)

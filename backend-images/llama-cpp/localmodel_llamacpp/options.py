@@ -30,10 +30,10 @@ class OptionsError(ValueError):
 
 
 MAX_PARALLEL = 64  # llama.cpp's limit on sequences in one context
-# How much of a slot's cached prompt a new request may reuse (decoder.py): "prefix", the whole common
-# prefix, as llama-server's cache_prompt; "exact", only whole prefill chunks, so that every answer is the
-# one the request would get on a fresh slot.
-PROMPT_CACHE_MODES = ("prefix", "exact")
+# How much of a slot's cached prompt a new request may reuse (decoder.py): "exact" (the default), only
+# whole prefill chunks, so that every answer is the one the request would get on a fresh slot; "prefix",
+# the whole common prefix, as llama-server's cache_prompt.
+PROMPT_CACHE_MODES = ("exact", "prefix")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class LoadConfig:
     parallel: int = 0  # sequences decoded together (batching slots); 0: chosen from the context size
     lanes: int = 0  # decode lanes the slots are spread over (lane.py); 0: chosen from model and hardware
     repack: str = "auto"  # weights in llama.cpp's repacked/AMX buffers: auto, on, off (repack.py)
-    prompt_cache: str = "prefix"  # PROMPT_CACHE_MODES
+    prompt_cache: str = "exact"  # PROMPT_CACHE_MODES
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `llama_cpp.Llama`."""
@@ -132,7 +132,7 @@ def load_config(request: backend_pb2.ModelOptions) -> LoadConfig:
         parallel=int(extra.get("parallel", 0)),
         lanes=int(extra.get("lanes", 0)),
         repack=str(extra.get("repack", "auto")),
-        prompt_cache=str(extra.get("prompt_cache", "prefix")),
+        prompt_cache=str(extra.get("prompt_cache", "exact")),
     )
 
 

@@ -138,7 +138,7 @@ def test_a_reused_prefix_is_not_decoded_again_and_the_answer_stays(batched) -> N
     original = answer(batched, first)
     prompt_tokens = batched.GetMetrics(backend_pb2.MetricsRequest()).prompt_tokens_processed
     assert prompt_tokens > 200
-    again = answer(batched, first)  # a slot holds this prompt: all of it but the last token is kept
+    again = answer(batched, first)  # a slot holds this prompt: its whole chunks are kept
     reused = batched.GetMetrics(backend_pb2.MetricsRequest()).prompt_tokens_processed
     assert again == original
     assert reused < 64 <= prompt_tokens - reused

@@ -1,5 +1,5 @@
 """The prompt cache of a real backend serving SmolLM2: how much of a slot's earlier prompt a request reuses
-(`--prompt-cache prefix`, the default, against `exact`), and that the greedy answers stay.
+(`--prompt-cache exact`, the default, against `prefix`), and that exact mode's greedy answers stay.
 
 One slot, so that every request lands in the slot the previous one left. A fresh answer is one whose
 prompt shares no whole chunk with what the slot holds: in `exact` mode nothing of it is reused then.
@@ -69,13 +69,12 @@ def test_exact_mode_reuses_whole_chunks_only_and_answers_as_on_a_fresh_slot(exac
         assert text == fresh_text
 
 
-def test_prefix_mode_reuses_the_whole_shared_start_and_keeps_smollm2s_greedy_answers(exact, prefix) -> None:
-    fresh_answers = [fresh[0] for fresh, _ in fresh_and_reused(exact)]
-    for fresh_text, ((_, prompt_tokens, _), (text, _, decoded)) in zip(
-        fresh_answers, fresh_and_reused(prefix), strict=True
-    ):
+def test_prefix_mode_reuses_the_whole_shared_start(exact, prefix) -> None:
+    exact_decoded = [reused[2] for _, reused in fresh_and_reused(exact)]
+    for (fresh, (_, _, decoded)), whole_chunks in zip(fresh_and_reused(prefix), exact_decoded, strict=True):
         # Everything up to where the questions differ is kept: only the question and the chat
         # template's end are decoded, far less than exact mode's whole-chunk reuse leaves.
-        assert decoded < prompt_tokens - PREFILL_CHUNK
-        assert decoded <= 16
-        assert text == fresh_text  # SmolLM2's answers hold; a near-tie elsewhere may not (README)
+        assert decoded <= 16 < whole_chunks
+        # The chat preamble that the unrelated prompt shares is kept too (exact mode keeps none of it).
+        assert fresh[2] < fresh[1]
+        # The answers are not compared: a reuse off the chunk grid may turn a near-tie (README).

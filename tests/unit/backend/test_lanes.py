@@ -8,7 +8,7 @@ import pytest
 
 from localmodel_llamacpp.decoder import Admission, Request
 from localmodel_llamacpp.engine import Prompt
-from localmodel_llamacpp.lane import SMALL_MODEL_BYTES, Lane, default_lanes, split
+from localmodel_llamacpp.lane import SMALL_MODEL_BYTES, Lane, default_lanes, split, wide_steps
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
 from localmodel_llamacpp.samplers import SamplerChain
 from tests.support.waiting import wait_until
@@ -58,6 +58,7 @@ class CountingDecoder:
         self.slots = [None] * slots
         self.remaining: list[int] = []
         self.threads_seen: list[int] = []
+        self.stepped_on: set[tuple[int, str]] = set()  # (threads, the OS thread that ran the step)
         self.steps = 0
         self.closed = False
 
@@ -77,6 +78,7 @@ class CountingDecoder:
         self.threads_seen.append(threads)
 
     def step(self) -> None:
+        self.stepped_on.add((self.threads_seen[-1], threading.current_thread().name.split("_")[0]))
         self.steps += 1
         self.remaining = [left - 1 for left in self.remaining if left > 1]
         time.sleep(0.002)
@@ -98,7 +100,8 @@ def admission(steps: int, cancelled: bool = False) -> Admission:
 
 def lanes_over(decoders: list[CountingDecoder], threads: int, wake: threading.Condition) -> list[Lane]:
     lanes: list[Lane] = []
-    lanes += [Lane(i, d, threads, wake, lanes) for i, d in enumerate(decoders)]  # type: ignore[arg-type]
+    wide = wide_steps()
+    lanes += [Lane(i, d, threads, wake, lanes, wide) for i, d in enumerate(decoders)]  # type: ignore[arg-type]
     for lane in lanes:
         lane.start()
     return lanes
@@ -118,6 +121,13 @@ def test_a_lone_busy_lane_gets_every_thread_and_busy_lanes_share_them() -> None:
         lanes[1].place(admission(200))
     wait_until(lambda: first.steps == 220 and second.steps == 200, "both lanes done")
     assert first.threads_seen.count(1) > 150 and second.threads_seen.count(1) > 150  # one each, mostly
+    # Every multi-threaded step ran on the one wide thread (one OpenMP team per process), whichever lane
+    # it was for; single-thread steps on their lane's own thread.
+    assert {(2, "llama-wide"), (1, "llama-lane-0")} <= first.stepped_on
+    assert {threads for threads, _ in first.stepped_on | second.stepped_on} == {1, 2}
+    assert all(
+        (threads > 1) == (name == "llama-wide") for threads, name in first.stepped_on | second.stepped_on
+    )
     for lane in lanes:
         lane.stop()
     assert first.closed and second.closed

@@ -56,7 +56,7 @@ def test_load_defaults_and_mapping() -> None:
         ({"model_file": "/m.gguf", "options": ["repack:sometimes"]}, "repack must be one of auto, on, off"),
         (
             {"model_file": "/m.gguf", "options": ["prompt_cache:all"]},
-            "prompt_cache must be one of prefix, exact",
+            "prompt_cache must be one of exact, prefix",
         ),
         ({}, "no model file"),
     ],
@@ -80,10 +80,10 @@ def test_repack_option() -> None:
 
 
 def test_prompt_cache_option() -> None:
-    assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf")).prompt_cache == "prefix"
-    options = ["prompt_cache:exact"]
+    assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf")).prompt_cache == "exact"
+    options = ["prompt_cache:prefix"]
     assert (
-        load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=options)).prompt_cache == "exact"
+        load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=options)).prompt_cache == "prefix"
     )
 
 

@@ -48,7 +48,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
@@ -57,7 +57,7 @@ from openai.types.chat import ChatCompletionChunk
 from rich.console import Console
 
 from bench.machine import CpuShare, CpuWatch, code_state, describe
-from localmodel.loadgen.client import ChatTarget
+from localmodel.loadgen.client import ChatTarget, CompletionTarget
 from localmodel.loadgen.command import parse_concurrencies
 from localmodel.loadgen.driver import LevelRun, System, measure
 from localmodel.loadgen.prompts import PROMPTS
@@ -82,12 +82,15 @@ SAME_SAMPLING = {"repeat_penalty": 1.0}
 QUIET = 0.05
 # What llama-server must be matched at: TTFT p50 at one client within this factor of its own.
 TTFT_TARGET = 1.1
+# Models with a chat template get chat requests; the others (Gemma-3-270M is a base model) the same
+# prompts raw, as completions.
+CHAT_MODELS = {"smollm2"}
 
 
 class InProcess:
     """llama-cpp-python called directly: one generation at a time, on a worker thread."""
 
-    def __init__(self, model: Path, threads: int, context: int, max_tokens: int) -> None:
+    def __init__(self, model: Path, threads: int, context: int, max_tokens: int, chat: bool) -> None:
         self._llama = open_llama(  # repack decided as the backend decides it
             model_path=str(model),
             n_ctx=context,
@@ -97,6 +100,7 @@ class InProcess:
             verbose=False,
         )
         self._max_tokens = max_tokens
+        self._chat = chat
         self._lock = asyncio.Lock()
 
     async def send(self, prompt: str) -> RequestResult:
@@ -106,27 +110,38 @@ class InProcess:
 
     def _generate(self, prompt: str, started: float) -> RequestResult:
         tally = StreamTally(started=started)
-        stream = self._llama.create_chat_completion(
-            messages=[{"role": "user", "content": prompt}],
-            temperature=0.0,
-            max_tokens=self._max_tokens,
-            repeat_penalty=SAME_SAMPLING["repeat_penalty"],
-            stream=True,
-        )
-        for chunk in stream:
-            tally.feed(ChatCompletionChunk.model_validate(chunk), time.perf_counter())
+        penalty = SAME_SAMPLING["repeat_penalty"]
+        if self._chat:
+            messages: list[Any] = [{"role": "user", "content": prompt}]
+            chats = self._llama.create_chat_completion(
+                messages, temperature=0.0, max_tokens=self._max_tokens, repeat_penalty=penalty, stream=True
+            )
+            for chat in chats:
+                tally.feed(ChatCompletionChunk.model_validate(chat), time.perf_counter())
+        else:
+            texts = self._llama.create_completion(
+                prompt, temperature=0.0, max_tokens=self._max_tokens, repeat_penalty=penalty, stream=True
+            )
+            # Streamed, these are chunks (dicts); their finish_reason None is not OpenAI's Completion model.
+            for piece in cast(Iterator[dict[str, Any]], texts):
+                if text := piece["choices"][0]["text"]:
+                    tally.content(text, time.perf_counter())
         return tally.result(time.perf_counter())
 
 
-def write_manifest(folder: Path, name: str, model: Path, threads: int, context: int, slots: int) -> Path:
-    engine: dict[str, int] = {"contextSize": context, "threads": threads, "parallel": slots}
+def write_manifest(
+    folder: Path, name: str, model: Path, threads: int, context: int, slots: int, prompt_cache: str | None
+) -> Path:
+    engine: dict[str, Any] = {"contextSize": context, "threads": threads, "parallel": slots}
+    if prompt_cache:
+        engine["options"] = [f"prompt_cache:{prompt_cache}"]
     manifest = {
         "apiVersion": "localmodel.dev/v1alpha1",
         "kind": "LocalModel",
         "metadata": {"name": name},
         "spec": {
             "model": {"url": model.as_uri()},
-            "tasks": ["chat"],
+            "tasks": ["chat" if name in CHAT_MODELS else "completion"],
             "backend": {"engine": engine},
             "replicas": 1,
         },
@@ -309,10 +324,13 @@ async def run_model(
             clients.append(
                 openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0, timeout=600, http_client=http)
             )
-            return ChatTarget(clients[-1], name, args.max_tokens, extra_body=SAME_SAMPLING)
+            kind = ChatTarget if name in CHAT_MODELS else CompletionTarget
+            return kind(clients[-1], name, args.max_tokens, extra_body=SAME_SAMPLING)
 
         if OURS in wanted:
-            manifest = write_manifest(folder, name, model, args.threads, args.context, slots)
+            manifest = write_manifest(
+                folder, name, model, args.threads, args.context, slots, args.prompt_cache
+            )
             served = LocalMode(["serve", "-f", str(manifest)], folder / "cache", folder / f"{name}-serve.log")
             stack.enter_context(served)
             systems.append(
@@ -334,7 +352,7 @@ async def run_model(
             )
             systems.append(System(SERVER, target(url).send, "python -m llama_cpp.server"))
         if IN_PROCESS in wanted:
-            in_process = InProcess(model, args.threads, args.context, args.max_tokens)
+            in_process = InProcess(model, args.threads, args.context, args.max_tokens, name in CHAT_MODELS)
             systems.append(System(IN_PROCESS, in_process.send, "Llama.create_chat_completion, one at a time"))
         watch = CpuWatch()
 
@@ -362,6 +380,11 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, help="slots of localmodel and llama-server (default: ours)")
     parser.add_argument(
         "--systems", nargs="+", default=[OURS, LLAMA_SERVER, IN_PROCESS], choices=SYSTEMS, help="what to run"
+    )
+    parser.add_argument(
+        "--prompt-cache",
+        choices=["exact", "prefix"],
+        help="localmodel's prompt cache (default: the backend's)",
     )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--logs", type=Path, help="keep the servers' logs and the manifests in this folder")
@@ -439,6 +462,7 @@ def main() -> None:
         "temperature": 0.0,
         "requests_per_level": args.requests,
         "prompts": list(PROMPTS),
+        "localmodel_prompt_cache": args.prompt_cache or "backend default",
         "findings": findings,
     }
     json_path = args.results / f"serving-throughput-{stamp}.json"

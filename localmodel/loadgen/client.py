@@ -61,19 +61,10 @@ class ChatTarget:
         return result
 
     async def _send(self, prompt: str) -> RequestResult:
-        messages: list[ChatCompletionUserMessageParam] = [{"role": "user", "content": prompt}]
         usage: ChatCompletionStreamOptionsParam | Omit = _USAGE if self.ask_usage else openai.omit
         tally = StreamTally(started=time.perf_counter())
         try:
-            stream = await self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                stream=True,
-                stream_options=usage,
-                extra_body=self.extra_body,
-            )
+            stream = await self._open(prompt, usage)
             async with stream:
                 async for chunk in stream:
                     tally.feed(chunk, time.perf_counter())
@@ -83,6 +74,33 @@ class ChatTarget:
         except Exception as error:
             return tally.result(time.perf_counter(), describe(error))
         return tally.result(time.perf_counter())
+
+    async def _open(self, prompt: str, usage: ChatCompletionStreamOptionsParam | Omit) -> Any:
+        messages: list[ChatCompletionUserMessageParam] = [{"role": "user", "content": prompt}]
+        return await self._client.chat.completions.create(
+            model=self.model,
+            messages=messages,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            stream=True,
+            stream_options=usage,
+            extra_body=self.extra_body,
+        )
+
+
+class CompletionTarget(ChatTarget):
+    """The same, as a raw prompt to /v1/completions: for base models, which have no chat template."""
+
+    async def _open(self, prompt: str, usage: ChatCompletionStreamOptionsParam | Omit) -> Any:
+        return await self._client.completions.create(
+            model=self.model,
+            prompt=prompt,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            stream=True,
+            stream_options=usage,
+            extra_body=self.extra_body,
+        )
 
 
 async def first_model(client: openai.AsyncOpenAI) -> tuple[str, list[str]]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from openai.types import Completion, CompletionChoice
 from openai.types.chat import ChatCompletionChunk
 
 TokenSource = Literal["usage", "chunks"]
@@ -59,18 +60,24 @@ class StreamTally:
     usage_tokens: int | None = None
     pieces: list[str] = field(default_factory=list)
 
-    def feed(self, chunk: ChatCompletionChunk, now: float) -> None:
+    def feed(self, chunk: ChatCompletionChunk | Completion, now: float) -> None:
+        """A chat completion chunk, or a (legacy) completion's streamed chunk."""
         if chunk.usage is not None:  # the last one wins: some servers send running totals
             self.usage_tokens = chunk.usage.completion_tokens
         for choice in chunk.choices:
-            if choice.delta.content:
-                self.chunks += 1
-                self.pieces.append(choice.delta.content)
-                if self.first_content is None:
-                    self.first_content = now
-                if self.last_content is not None:
-                    self.gaps.append(now - self.last_content)
-                self.last_content = now
+            text = choice.text if isinstance(choice, CompletionChoice) else choice.delta.content
+            if text:
+                self.content(text, now)
+
+    def content(self, text: str, now: float) -> None:
+        """A piece of streamed text (what a chunk's content or a completion's text holds)."""
+        self.chunks += 1
+        self.pieces.append(text)
+        if self.first_content is None:
+            self.first_content = now
+        if self.last_content is not None:
+            self.gaps.append(now - self.last_content)
+        self.last_content = now
 
     def result(self, now: float, error: str | None = None) -> RequestResult:
         tokens, source = token_count(self.usage_tokens, self.chunks)

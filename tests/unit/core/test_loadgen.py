@@ -11,6 +11,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types import Completion
 from openai.types.chat import ChatCompletionChunk
 
 from localmodel.loadgen.client import ChatTarget, api_base
@@ -90,6 +91,28 @@ def test_inter_token_latency_pools_every_streams_gaps() -> None:
     level = summarise("ours", 2, streams, seconds=1.0)
     assert level.itl_p50 == pytest.approx(0.025) and level.itl_p95 == pytest.approx(0.0385)
     assert summarise("x", 1, [result()], 1.0).itl_p50 is None  # one chunk per stream: no gap
+
+
+def test_a_tally_takes_streamed_completions_too() -> None:
+    def completion(text: str, usage: int | None = None) -> Completion:
+        body: dict[str, Any] = {
+            "id": "c",
+            "object": "text_completion",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "text": text, "finish_reason": None}],
+        }
+        if usage is not None:
+            body["usage"] = {"prompt_tokens": 5, "completion_tokens": usage, "total_tokens": 5 + usage}
+        return Completion.model_validate(body)
+
+    tally = StreamTally(started=0.0)
+    for now, piece in ((0.5, "Once"), (0.6, ""), (0.7, " upon")):
+        tally.feed(completion(piece), now)
+    tally.feed(completion("", usage=2), 0.8)
+    done = tally.result(1.0)
+    assert (done.text, done.chunks, done.tokens, done.source) == ("Once upon", 2, 2, "usage")
+    assert done.ttft == pytest.approx(0.5) and done.gaps == pytest.approx((0.2,))
 
 
 def test_without_usage_the_content_chunks_are_counted_and_a_failure_keeps_what_came() -> None:

@@ -10,13 +10,15 @@ for one token, 10.9 ms for two, 16.6 ms for four), while two 1-thread contexts d
 each keep 5.9 ms a token. Where steps are bound by reading weights (big models, GPUs) one lane is best,
 and a lone request always gets every thread.
 
-Every step that uses more than one thread runs on one thread of the process, `wide_steps()`, whichever
-lane it is for. llama.cpp's CPU backend (built with OpenMP, its default) gives each OS thread that runs
-a multi-threaded compute a thread team of its own, and once a process holds more OpenMP threads than
-CPUs, libgomp stops spinning at barriers (its throttled spin count) and every barrier of every decode
-sleeps and wakes instead: one SmolLM2 stream on 2 cores fell from 74 to 62 tokens/s, for good, once a
-second lane had run alone. Only one lane can be alone, so the wide thread never queues; single-thread
-steps (lanes side by side) use no OpenMP team and stay on their lane's thread.
+A lane that has the cores to itself (the only busy one, on more than one thread) steps on one thread of
+the process, `wide_steps()`, whichever lane it is. llama.cpp's CPU backend (built with OpenMP, its
+default) gives each OS thread that runs a multi-threaded compute a thread team of its own, and once a
+process holds more OpenMP threads than CPUs, libgomp stops spinning at barriers (its throttled spin
+count) and every barrier of every decode sleeps and wakes instead: one SmolLM2 stream on 2 cores fell
+from 74 to 62 tokens/s, for good, once a second lane had run alone. Only one lane can be alone, so the
+wide thread never queues. Lanes sharing the cores step on their own threads, side by side: on 2 cores
+one thread each, which needs no OpenMP team; with more cores each lane's share still makes a team of
+its own (not measured).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def default_lanes(config: LoadConfig, slots: int) -> int:
 
 
 def wide_steps() -> ThreadPoolExecutor:
-    """The one thread for the multi-threaded steps of every lane of a process (see above)."""
+    """The one thread on which a lane that has the cores to itself steps (see above)."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-wide")
 
 
@@ -123,7 +125,7 @@ class Lane:
             decoder.set_threads(threads)
             active = decoder.active
             try:
-                if threads > 1:
+                if threads > 1 and threads == self._threads:  # alone: see the module's docstring
                     self._wide.submit(decoder.step).result()
                 else:
                     decoder.step()

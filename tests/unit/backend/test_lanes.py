@@ -121,8 +121,8 @@ def test_a_lone_busy_lane_gets_every_thread_and_busy_lanes_share_them() -> None:
         lanes[1].place(admission(200))
     wait_until(lambda: first.steps == 220 and second.steps == 200, "both lanes done")
     assert first.threads_seen.count(1) > 150 and second.threads_seen.count(1) > 150  # one each, mostly
-    # Every multi-threaded step ran on the one wide thread (one OpenMP team per process), whichever lane
-    # it was for; single-thread steps on their lane's own thread.
+    # A lane alone stepped on the one wide thread (one OpenMP team per process), whichever lane it was;
+    # lanes sharing the threads on their own.
     assert {(2, "llama-wide"), (1, "llama-lane-0")} <= first.stepped_on
     assert {threads for threads, _ in first.stepped_on | second.stepped_on} == {1, 2}
     assert all(
@@ -131,6 +131,20 @@ def test_a_lone_busy_lane_gets_every_thread_and_busy_lanes_share_them() -> None:
     for lane in lanes:
         lane.stop()
     assert first.closed and second.closed
+
+
+def test_lanes_sharing_more_threads_still_step_side_by_side_on_their_own_threads() -> None:
+    wake = threading.Condition()
+    first, second = CountingDecoder(1), CountingDecoder(1)
+    lanes = lanes_over([first, second], 4, wake)
+    with wake:
+        lanes[0].place(admission(200))
+        lanes[1].place(admission(200))
+    wait_until(lambda: first.steps == 200 and second.steps == 200, "both lanes done")
+    assert (2, "llama-lane-0") in first.stepped_on and (2, "llama-lane-1") in second.stepped_on
+    assert all(name != "llama-wide" for threads, name in first.stepped_on | second.stepped_on if threads == 2)
+    for lane in lanes:
+        lane.stop()
 
 
 def test_a_request_cancelled_before_it_started_does_not_stop_the_lane() -> None:

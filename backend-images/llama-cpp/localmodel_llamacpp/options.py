@@ -34,6 +34,8 @@ MAX_PARALLEL = 64  # llama.cpp's limit on sequences in one context
 # whole prefill chunks, so that every answer is the one the request would get on a fresh slot; "prefix",
 # the whole common prefix, as llama-server's cache_prompt.
 PROMPT_CACHE_MODES = ("exact", "prefix")
+# Options that name one of a few modes: option → its modes.
+_MODES = {"repack": REPACK_MODES, "prompt_cache": PROMPT_CACHE_MODES}
 
 
 @dataclass(frozen=True)
@@ -152,16 +154,10 @@ def parse_backend_options(options: list[str] | Any) -> dict[str, int | str]:
             if value not in POOLING_TYPES:
                 raise OptionsError(f"options: pooling must be one of {sorted(POOLING_TYPES)}, got {value!r}")
             known["pooling"] = POOLING_TYPES[value]
-        elif key == "repack":
-            if value not in REPACK_MODES:
-                raise OptionsError(f"options: repack must be one of {', '.join(REPACK_MODES)}, got {value!r}")
-            known["repack"] = value
-        elif key == "prompt_cache":
-            if value not in PROMPT_CACHE_MODES:
-                raise OptionsError(
-                    f"options: prompt_cache must be one of {', '.join(PROMPT_CACHE_MODES)}, got {value!r}"
-                )
-            known["prompt_cache"] = value
+        elif key in _MODES:
+            if value not in _MODES[key]:
+                raise OptionsError(f"options: {key} must be one of {', '.join(_MODES[key])}, got {value!r}")
+            known[key] = value
         else:
             log.warning("ignoring backend option this backend does not know", extra={"option": option})
     return known

@@ -62,15 +62,20 @@ def fresh_and_reused(stub: backend_pb2_grpc.BackendStub) -> list[tuple[tuple[str
     return found
 
 
-def test_exact_mode_reuses_whole_chunks_only_and_answers_as_on_a_fresh_slot(exact) -> None:
-    for (fresh_text, prompt_tokens, fresh_decoded), (text, _, decoded) in fresh_and_reused(exact):
+@pytest.fixture(scope="module")
+def exact_runs(exact) -> list[tuple[tuple[str, int, int], ...]]:
+    return fresh_and_reused(exact)
+
+
+def test_exact_mode_reuses_whole_chunks_only_and_answers_as_on_a_fresh_slot(exact_runs) -> None:
+    for (fresh_text, prompt_tokens, fresh_decoded), (text, _, decoded) in exact_runs:
         assert fresh_decoded == prompt_tokens  # the chat preamble shared with UNRELATED is < one chunk
         assert decoded == prompt_tokens - PREFILL_CHUNK  # the note's first whole chunk, no more
         assert text == fresh_text
 
 
-def test_prefix_mode_reuses_the_whole_shared_start(exact, prefix) -> None:
-    exact_decoded = [reused[2] for _, reused in fresh_and_reused(exact)]
+def test_prefix_mode_reuses_the_whole_shared_start(exact_runs, prefix) -> None:
+    exact_decoded = [reused[2] for _, reused in exact_runs]
     for (fresh, (_, _, decoded)), whole_chunks in zip(fresh_and_reused(prefix), exact_decoded, strict=True):
         # Everything up to where the questions differ is kept: only the question and the chat
         # template's end are decoded, far less than exact mode's whole-chunk reuse leaves.

@@ -25,13 +25,25 @@ class BackendCommand:
         return [*ENTRY_POINT, *self.args]
 
 
-def backend_command(spec: LocalModelSpec, model_path: str, address: str) -> BackendCommand:
-    """Arguments for a backend serving `model_path` (as the backend will see it) on `address`."""
+def backend_command(
+    spec: LocalModelSpec,
+    model_path: str,
+    address: str,
+    *,
+    grace_period: float | None = None,
+    default_threads: int | None = None,
+) -> BackendCommand:
+    """Arguments for a backend serving `model_path` (as the backend will see it) on `address`.
+
+    `grace_period`: seconds the backend gives its requests to finish on SIGTERM (its own default if
+    None). `default_threads`: the thread count when the spec sets none (else the backend counts the
+    CPUs it may use)."""
     engine = spec.backend.engine
     args = ["--addr", address, "--model", model_path]
     numeric = {
+        "--grace-period": grace_period,
         "--context-size": engine.context_size,
-        "--threads": engine.threads,
+        "--threads": engine.threads if engine.threads is not None else default_threads,
         "--batch-size": engine.batch_size,
         "--gpu-layers": _gpu_layers(spec),
         "--parallel": engine.parallel,

@@ -31,6 +31,7 @@ class ModelGroup:
         load: ModelLoad,
         startup_timeout: float,
         grace: float,
+        threads: int | None = None,
     ) -> None:
         self.name = model.served_name
         self._spec = model.spec
@@ -39,6 +40,7 @@ class ModelGroup:
         self._load = load
         self._startup_timeout = startup_timeout
         self._grace = grace
+        self._threads = threads  # for a spec that sets none: this model's share of the machine's CPUs
         self._replicas: list[BackendSupervisor] = []
         self._leaving: set[BackendSupervisor] = set()  # removed from routing, still being stopped
         self._started = 0  # replicas ever started, to label each one
@@ -76,10 +78,14 @@ class ModelGroup:
         await asyncio.gather(*(replica.stop(self._grace) for replica in list(self._leaving)))
 
     def _command_for(self, address: str) -> BackendCommand:
-        command = backend_command(self._spec, str(self._model_path), address)
         # The backend finishes its requests a little before local mode would kill it.
-        grace = ("--grace-period", str(max(1.0, self._grace - 2)))
-        return BackendCommand((*command.args[:4], *grace, *command.args[4:]), command.env)
+        return backend_command(
+            self._spec,
+            str(self._model_path),
+            address,
+            grace_period=max(1.0, self._grace - 2),
+            default_threads=self._threads,
+        )
 
     def _add_replicas(self, count: int, give_up_if_first_start_fails: bool) -> None:
         for _ in range(count):

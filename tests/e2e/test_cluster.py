@@ -86,7 +86,13 @@ async def test_a_second_model_is_routed_beside_the_first(stack: Stack) -> None:
 
 
 async def test_scaling_to_two_replicas_spreads_streams_over_both(stack: Stack) -> None:
-    name = await stack.apply_example("cpu.yaml", replicas=1)
+    # Two pods on this 2-core node fit with a core each, as the scheduler would place them: two pods
+    # of 2 spinning threads each on 2 cores would stall each other (the simulated node sets no quota).
+    one_core = {
+        "backend": {"engine": {"contextSize": 2048, "threads": 1}},
+        "resources": {"cpu": "1", "memory": "1Gi"},
+    }
+    name = await stack.apply_example("cpu.yaml", replicas=1, **one_core)
     await stack.ready(name, 1)
     # kubectl scale lm/NAME --replicas=2: the scale subresource.
     await stack.cluster.server.patch(f"{stack.cluster.path(name)}/scale", json={"spec": {"replicas": 2}})

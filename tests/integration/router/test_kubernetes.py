@@ -140,13 +140,17 @@ async def test_prefix_hash_keeps_a_conversation_on_one_replica(cluster: Cluster)
 
 
 async def test_least_outstanding_spreads_concurrent_streams_over_real_backends(
-    cluster: Cluster, chat_backend: BackendProcess, smollm2_path: Path
+    cluster: Cluster, smollm2_path: Path
 ) -> None:
     await cluster.apply_model("chat", SMOLLM2)
-    with BackendProcess(["--model", str(smollm2_path), "--context-size", "2048"]) as second:
+    # Two replicas on one machine get a share of its cores each, as two pods with CPU limits would:
+    # two backends each spinning all the cores' threads stall each other (see threads_per_backend).
+    replica = ["--model", str(smollm2_path), "--context-size", "2048", "--threads", "1"]
+    with BackendProcess(replica) as first, BackendProcess(replica) as second:
+        first.wait_ready()
         second.wait_ready()
         async with kube_router() as router:
-            for backend in (chat_backend, second):
+            for backend in (first, second):
                 await cluster.set_endpoint("chat", backend.address)
             async with router.async_client() as client:
                 await eventually(lambda: _has_endpoints(router, 2), "both replicas routed")
@@ -163,7 +167,7 @@ async def test_least_outstanding_spreads_concurrent_streams_over_real_backends(
                 ]
                 firsts = [await anext(aiter(stream)) for stream in streams]
                 assert all(first.choices for first in firsts)
-                running = [await _running(backend.address) for backend in (chat_backend, second)]
+                running = [await _running(backend.address) for backend in (first, second)]
                 assert running == [1, 1]  # one stream each, not two on one replica
                 texts = [
                     "".join([c.choices[0].delta.content or "" async for c in s if c.choices]) for s in streams

@@ -70,3 +70,10 @@ def test_the_backend_accepts_every_flag_the_command_emits() -> None:
     )
     parsed = build_parser().parse_args(list(backend_command(everything, "/m.gguf", "a:1").args))
     assert (parsed.context_size, parsed.parallel, parsed.gpu_layers, parsed.embeddings) == (1, 2, -1, True)
+
+
+def test_grace_period_and_default_threads_are_flags_and_a_spec_threads_wins() -> None:
+    command = backend_command(spec(), "/m.gguf", "127.0.0.1:7000", grace_period=28.0, default_threads=1)
+    assert command.args[4:] == ("--grace-period", "28.0", "--threads", "1")
+    pinned = backend_command(spec(backend={"engine": {"threads": 3}}), "/m.gguf", "a:1", default_threads=1)
+    assert pinned.args[4:] == ("--threads", "3")

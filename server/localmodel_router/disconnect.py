@@ -23,9 +23,9 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     try:
         await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        if not task.done():
-            task.cancel()
         watcher.cancel()
-    if task.cancelled():
+        if not task.done():  # the client left, or this request was cancelled: stop the work
+            task.cancel()
+    if not task.done() or task.cancelled():  # stopped, not finished: the client is gone, no result
         raise ClientDisconnectedError()
     return task.result()

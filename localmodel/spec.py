@@ -62,22 +62,29 @@ class ModelSource(SpecModel):
     )
 
 
+# Bounds that catch a typo before a backend tries it: 16 Mi tokens is above the longest context any GGUF
+# model is trained for today (10 M), and the backend contract carries these as int32.
+MAX_CONTEXT_SIZE = 2**24
+MAX_THREADS = 1024
+
+
 class EngineOptions(SpecModel):
     """How the backend runs the model; zero or unset means the backend's own default."""
 
     context_size: int | None = Field(
-        default=None, ge=1, description="KV cache size in tokens (default 4096)."
+        default=None, ge=1, le=MAX_CONTEXT_SIZE, description="KV cache size in tokens (default 4096)."
     )
     threads: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_THREADS,
         description="CPU threads (default: the CPUs the backend may use; in a pod, its limit).",
     )
     gpu_layers: int | None = Field(
         default=None, ge=-1, description="Layers offloaded to the GPU; -1 for all (default: all with a GPU)."
     )
     batch_size: int | None = Field(
-        default=None, ge=1, description="Prompt tokens per decode step (default 512)."
+        default=None, ge=1, le=MAX_CONTEXT_SIZE, description="Prompt tokens per decode step (default 512)."
     )
     parallel: int | None = Field(
         default=None,

@@ -271,6 +271,13 @@ class LlamaEngine:
 
     def detokenize(self, tokens: list[int]) -> str:
         llama = self._require_model()
+        # llama.cpp aborts the process on an id outside the vocabulary: refuse it here.
+        vocabulary = llama.n_vocab()
+        outside = next((token for token in tokens if not 0 <= token < vocabulary), None)
+        if outside is not None:
+            raise InvalidRequestError(
+                f"input: token id {outside} is outside the model's vocabulary (0 to {vocabulary - 1})"
+            )
         return bytes(llama.detokenize(tokens)).decode("utf-8", "replace")
 
     def memory(self) -> dict[str, int]:

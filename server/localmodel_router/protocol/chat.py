@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from localmodel_router.protocol.common import FinishReason, GenerationRequest, Usage
+from localmodel_router.protocol.common import FinishReason, GenerationRequest, TokenLimit, Usage
 
 
 class ContentPart(BaseModel):
@@ -72,8 +72,8 @@ class ResponseFormat(BaseModel):
 
 class ChatCompletionRequest(GenerationRequest):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = TokenLimit
+    max_completion_tokens: int | None = TokenLimit
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class OpenAIRequest(BaseModel):
@@ -17,6 +17,27 @@ class OpenAIRequest(BaseModel):
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
+
+# The backend contract carries counts, ids and seeds as int32: a bigger value would fail on the wire (a
+# 500), so it is refused here (400 naming the parameter).
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+MOST_CHOICES = 128  # n: a bound that makes sense, far above what sampling several answers needs
+
+
+def _token_ids_in_range(value: Any) -> Any:
+    """A prompt or input given as token ids (a list, or a list of lists) holds only valid ids."""
+    lists = value if value and isinstance(value, list) and isinstance(value[0], list) else [value]
+    for ids in lists:
+        if isinstance(ids, list):
+            for token in ids:
+                if isinstance(token, int) and not 0 <= token <= INT32_MAX:
+                    raise ValueError(f"token ids are between 0 and {INT32_MAX}, got {token}")
+    return value
+
+
+# A text, texts, token ids or lists of token ids (completions' prompt, embeddings' input).
+TextsOrTokens = Annotated[str | list[str] | list[int] | list[list[int]], AfterValidator(_token_ids_in_range)]
+TokenLimit = Field(default=None, ge=1, le=INT32_MAX)
 
 Temperature = Field(default=None, ge=0, le=2)
 TopP = Field(default=None, ge=0, le=1)
@@ -29,11 +50,11 @@ class GenerationRequest(OpenAIRequest):
     model: str
     temperature: float | None = Temperature
     top_p: float | None = TopP
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=INT32_MIN, le=INT32_MAX)
     stop: str | list[str] | None = None
     presence_penalty: float | None = Penalty
     frequency_penalty: float | None = Penalty
-    n: int = Field(default=1, ge=1)
+    n: int = Field(default=1, ge=1, le=MOST_CHOICES)
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None  # accepted and ignored

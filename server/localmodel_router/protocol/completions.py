@@ -6,13 +6,20 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from localmodel_router.protocol.common import FinishReason, GenerationRequest, Usage
+from localmodel_router.protocol.common import (
+    INT32_MAX,
+    MOST_CHOICES,
+    FinishReason,
+    GenerationRequest,
+    TextsOrTokens,
+    Usage,
+)
 
 
 class CompletionRequest(GenerationRequest):
-    prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's default for this API
-    best_of: int | None = Field(default=None, ge=1)
+    prompt: TextsOrTokens
+    max_tokens: int | None = Field(default=16, ge=1, le=INT32_MAX)  # OpenAI's default for this API
+    best_of: int | None = Field(default=None, ge=1, le=MOST_CHOICES)
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=5)
     suffix: str | None = None

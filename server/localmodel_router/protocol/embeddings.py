@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from localmodel_router.protocol.common import OpenAIRequest, Usage
+from localmodel_router.protocol.common import INT32_MAX, OpenAIRequest, TextsOrTokens, Usage
 
 
 class EmbeddingRequest(OpenAIRequest):
     model: str
-    input: str | list[str] | list[int] | list[list[int]]
+    input: TextsOrTokens
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=INT32_MAX)
     user: str | None = None
 
 

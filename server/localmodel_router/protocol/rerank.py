@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from localmodel_router.protocol.common import OpenAIRequest
+from localmodel_router.protocol.common import INT32_MAX, OpenAIRequest
 
 
 class RerankRequest(OpenAIRequest):
     model: str
     query: str
     documents: list[str] = Field(min_length=1)
-    top_n: int | None = Field(default=None, ge=1)
+    top_n: int | None = Field(default=None, ge=1, le=INT32_MAX)
     return_documents: bool = True
 
 

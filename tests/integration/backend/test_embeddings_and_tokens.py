@@ -56,3 +56,13 @@ def test_tokenize_round_trips_through_the_model_vocabulary(chat, smollm2_path: P
     assert reply.length == len(reply.tokens) > 5
     vocabulary = llama_cpp.Llama(str(smollm2_path), vocab_only=True, verbose=False)
     assert vocabulary.detokenize(list(reply.tokens)).decode() == text
+
+
+@pytest.mark.parametrize("token", [-1, 49152, 1_000_000_000])
+def test_a_token_outside_the_vocabulary_is_refused_and_the_backend_still_serves(embedder, token: int) -> None:
+    # llama.cpp aborts the whole process on such an id; the backend must refuse it first.
+    with pytest.raises(grpc.RpcError) as caught:
+        embedder.Embedding(backend_pb2.PredictOptions(embedding_tokens=[1, token]))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"token id {token} is outside the model's vocabulary (0 to 49151)" in caught.value.details()
+    assert len(embed(embedder, "still serving")) == SMOLLM2_EMBEDDING_SIZE

@@ -155,3 +155,28 @@ def test_api_keys(chat_backend) -> None:  # type: ignore[no-untyped-def]
         assert [m.id for m in keyed.client("s3cret").models.list()] == ["smollm2"]
         assert [m.id for m in keyed.client("other").models.list()] == ["smollm2"]
         assert httpx.get(f"{keyed.url}/healthz").status_code == 200  # probes need no key
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        # Token ids outside the vocabulary: llama.cpp would abort the backend on them.
+        ("/v1/embeddings", {"model": "smollm2-embed", "input": [-1]}, "input"),
+        ("/v1/embeddings", {"model": "smollm2-embed", "input": [49152]}, "input"),
+        ("/v1/embeddings", {"model": "smollm2-embed", "input": [[1, 2], [1_000_000_000]]}, "input"),
+        ("/v1/embeddings", {"model": "smollm2-embed", "input": [2**40]}, "input"),
+        # Integers the backend contract cannot carry (int32).
+        ("/v1/completions", {"model": "smollm2", "prompt": "Hi", "max_tokens": 2**31}, "max_tokens"),
+        ("/v1/completions", {"model": "smollm2", "prompt": "Hi", "max_tokens": 1e20}, "max_tokens"),
+        ("/v1/completions", {"model": "smollm2", "prompt": "Hi", "seed": 2**40}, "seed"),
+        ("/v1/completions", {"model": "smollm2", "prompt": "Hi", "seed": 2**63}, "seed"),
+        ("/v1/completions", {"model": "smollm2", "prompt": [2**40]}, "prompt"),
+        ("/v1/chat/completions", {"model": "smollm2", "messages": HELLO, "max_tokens": 2**31}, "max_tokens"),
+    ],
+)
+def test_out_of_range_numbers_are_400_and_the_backend_keeps_serving(
+    router: RouterProcess, path: str, body: dict[str, object], param: str
+) -> None:
+    assert_openai_error(post(router, path, body), 400, param=param)
+    still = router.client().embeddings.create(model="smollm2-embed", input="still serving")
+    assert len(still.data[0].embedding) == 576

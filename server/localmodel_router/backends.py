@@ -9,6 +9,7 @@ import time
 import grpc
 from grpc import StatusCode
 
+from localmodel import refusals
 from localmodel.wire import backend_pb2_grpc
 from localmodel_router.errors import (
     BackendError,
@@ -79,9 +80,11 @@ class BackendPool:
         await asyncio.gather(*(channel.close() for channel in channels))
 
 
-def is_unreachable(error: grpc.aio.AioRpcError) -> bool:
-    """Whether the call failed for want of a connection (so another replica may be tried)."""
-    return bool(error.code() == StatusCode.UNAVAILABLE)
+def never_started(error: grpc.aio.AioRpcError) -> bool:
+    """Whether the call provably did no work on the backend, so another replica may be tried: no
+    connection, or the backend refused it (see localmodel.refusals). A connection lost during the call
+    is not: the request may have crashed the backend, and replayed it would crash the next one."""
+    return error.code() == StatusCode.UNAVAILABLE and refusals.never_started(error.details() or "")
 
 
 def router_error(error: grpc.aio.AioRpcError, model: str) -> RouterError:
@@ -99,6 +102,11 @@ def router_error(error: grpc.aio.AioRpcError, model: str) -> RouterError:
         return OverloadedError(f"model '{model}' is not ready: {details}", retry_after=5)
     if code == StatusCode.DEADLINE_EXCEEDED:
         return BackendTimeoutError(f"model '{model}' did not answer in time")
+    if code == StatusCode.UNAVAILABLE and not refusals.never_started(details):
+        return BackendError(
+            f"model '{model}': the backend was lost while serving this request ({details or 'no details'});"
+            " it was not sent to another replica, in case the request itself crashed it"
+        )
     if code == StatusCode.UNAVAILABLE:
         return BackendError(f"model '{model}': no backend could be reached", retry_after=1)
     log.error("backend error", extra={"model": model, "code": code.name, "details": details})

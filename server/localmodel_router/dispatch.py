@@ -1,8 +1,9 @@
 """Send a request to one of a model's backends: hold, admission, replica choice, retries, accounting.
 
-A request that has not reached a backend (no connection, or UNAVAILABLE before any reply) moves to
-another replica, at most `tries` replicas in all. Once a stream has produced a reply it is never
-replayed: a failure after that ends the stream with an error.
+A request that provably did no work on a backend (no connection, or the backend refused it before
+starting: `localmodel.refusals`) moves to another replica, at most `tries` replicas in all. One whose
+backend was lost while serving it is never replayed — the request may be what crashed it — and neither
+is a stream that has produced a reply: a failure after that ends the stream with an error.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_router import metrics
 from localmodel_router.admission import Admission
 from localmodel_router.affinity import prefix_key
-from localmodel_router.backends import BackendPool, BackendUnreachableError, is_unreachable, router_error
+from localmodel_router.backends import BackendPool, BackendUnreachableError, never_started, router_error
 from localmodel_router.balancer import Balancer, Lease
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.errors import BackendError, OverloadedError, RouterError
@@ -143,7 +144,9 @@ class Dispatcher:
                 self._note_unreachable(route, tried, lease, None)
             except grpc.aio.AioRpcError as error:
                 lease.release()
-                if not is_unreachable(error):
+                if not never_started(error):
+                    if error.code() == grpc.StatusCode.UNAVAILABLE:
+                        metrics.LOST_DURING_REQUEST.labels(route.name).inc()
                     raise self._failed(route, error) from error
                 last_error = error
                 self._note_unreachable(route, tried, lease, error)

@@ -41,6 +41,12 @@ RETRIES = Counter(
     "Requests moved to another replica after a connection failure",
     ["model"],
 )
+LOST_DURING_REQUEST = Counter(
+    "localmodel_router_backends_lost_during_request_total",
+    "Requests whose backend went away while serving them (a crash, perhaps caused by the request); "
+    "never replayed",
+    ["model"],
+)
 HELD = Gauge(
     "localmodel_router_held_requests", "Requests waiting for a starting model's first backend", ["model"]
 )

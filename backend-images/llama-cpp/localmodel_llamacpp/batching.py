@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from localmodel.refusals import refusal
 from localmodel_llamacpp.decoder import BatchDecoder, Request, default_slots
 from localmodel_llamacpp.engine import Chunk, LlamaEngine, Prompt, StoppingError
 from localmodel_llamacpp.lane import Lane, default_lanes, split, wide_steps
@@ -105,7 +106,7 @@ class BatchingScheduler:
         request = Request(prompt, sampling, send, cancelled)
         with self._wake:
             if self._closing:
-                raise StoppingError("the backend is stopping")
+                raise StoppingError(refusal("the backend is stopping"))
             if self.lanes:
                 self._waiting.append(request)
             else:
@@ -139,7 +140,7 @@ class BatchingScheduler:
     def _submit(self, call: Callable[[], None]) -> None:
         with self._wake:
             if self._closing:
-                raise StoppingError("the backend is stopping")
+                raise StoppingError(refusal("the backend is stopping"))
             self._calls.append(call)
             self._wake.notify_all()
 

@@ -1,0 +1,57 @@
+"""A request whose backend dies while serving it is never replayed on another replica."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import grpc
+import httpx
+
+from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel_llamacpp.process import BackendProcess
+from tests.support.router import RouterProcess
+from tests.support.waiting import eventually
+
+
+async def _running(address: str) -> int:
+    async with grpc.aio.insecure_channel(address) as channel:
+        status = await backend_pb2_grpc.BackendStub(channel).Status(backend_pb2.HealthMessage())  # type: ignore[no-untyped-call]
+    return int(status.scheduler.running)
+
+
+async def test_a_backend_killed_mid_request_is_a_502_and_the_request_is_not_replayed(
+    smollm2_path: Path,
+) -> None:
+    # One core each: two replicas on a 2-core machine (see threads_per_backend).
+    replica = ["--model", str(smollm2_path), "--context-size", "2048", "--threads", "1"]
+    with BackendProcess(replica) as first, BackendProcess(replica) as second:
+        first.wait_ready()
+        second.wait_ready()
+        backends = {first.address: first, second.address: second}
+        async with (
+            RouterProcess(["--model", f"pair={first.address},{second.address}"]) as router,
+            httpx.AsyncClient(base_url=router.url, timeout=60) as client,
+        ):
+            body = {"model": "pair", "prompt": "Write a long story about a dragon.", "max_tokens": 400}
+            answer = asyncio.ensure_future(client.post("/v1/completions", json=body))
+
+            serving: list[str] = []
+
+            async def reached_a_backend() -> bool:
+                serving[:] = [address for address in backends if await _running(address) == 1]
+                return bool(serving)
+
+            await eventually(reached_a_backend, "the request reached a backend")
+            (victim,) = serving
+            os.kill(backends[victim].process.pid, signal.SIGKILL)
+            reply = await answer
+            assert reply.status_code == 502, reply.text
+            assert "lost while serving this request" in reply.json()["error"]["message"]
+            (survivor,) = set(backends) - {victim}
+            assert await _running(survivor) == 0  # not replayed there
+            metrics = (await client.get("/metrics")).text
+            assert 'localmodel_router_backends_lost_during_request_total{model="pair"} 1.0' in metrics
+            assert 'localmodel_router_retries_total{model="pair"}' not in metrics

@@ -63,14 +63,20 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
 
     app = FastAPI(title="localmodel router", version=__version__, lifespan=lifespan)
     api_keys = ApiKeys([key.get_secret_value() for key in settings.api_keys])
+    # A request of many prompts or inputs takes at most half a model's places at once, so that other
+    # clients' requests still get in beside it.
+    inputs = {
+        "max_inputs": settings.max_inputs_per_request,
+        "inputs_at_once": max(1, settings.max_in_flight_per_model // 2),
+    }
     app.state.services = Services(
         settings=settings,
         discovery=discovery,
         api_keys=api_keys,
         load=load,
         chat=ChatService(discovery, dispatcher),
-        completions=CompletionService(discovery, dispatcher),
-        encoding=EncodingService(discovery, dispatcher),
+        completions=CompletionService(discovery, dispatcher, **inputs),
+        encoding=EncodingService(discovery, dispatcher, **inputs),
     )
     # Without keys there is nothing to check: no dependency at all, rather than one that returns at once.
     dependencies = [Depends(require_api_key)] if api_keys.enabled else []

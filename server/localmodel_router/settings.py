@@ -48,6 +48,11 @@ class RouterSettings(BaseSettings):
     max_waiting_per_model: int = Field(
         default=256, ge=0, description="requests that may wait for a model; more are refused with 429"
     )
+    max_inputs_per_request: int = Field(
+        default=2048,
+        gt=0,
+        description="prompts of one completion request, or inputs of one embeddings request (OpenAI's limit)",
+    )
     queue_timeout_seconds: float = Field(
         default=30.0, gt=0, description="longest wait for a free place before 503 with Retry-After"
     )

@@ -80,6 +80,8 @@ def completion_prompts(request: CompletionRequest) -> list[str]:
     prompt = request.prompt
     if isinstance(prompt, str):
         return [prompt]
+    if not prompt:
+        raise BadRequestError("prompt: must not be empty", param="prompt")
     if all(isinstance(p, str) for p in prompt):
         return [p for p in prompt if isinstance(p, str)]
     raise BadRequestError("prompt: token-array prompts are not supported; send text", param="prompt")

@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
 from localmodel_router.discovery import Discovery
 from localmodel_router.dispatch import Dispatcher
+from localmodel_router.errors import BadRequestError
+
+T = TypeVar("T")
 
 
 class Service:
-    """What every endpoint family needs: the routing table's source and the way to reach backends."""
+    """What every endpoint family needs: the routing table's source, the way to reach backends, and the
+    bounds on a request of several prompts or inputs."""
 
-    def __init__(self, discovery: Discovery, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, discovery: Discovery, dispatcher: Dispatcher, max_inputs: int = 2048, inputs_at_once: int = 64
+    ) -> None:
         self._discovery = discovery
         self._dispatcher = dispatcher
+        self._max_inputs = max_inputs
+        self._inputs_at_once = inputs_at_once
+
+    async def _each(self, param: str, calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+        """The backend calls of one request's prompts or inputs, at most `inputs_at_once` in flight (the
+        rest wait here, not in the model's queue, where they would crowd out other clients). The first
+        failure cancels the others and is raised: nothing keeps running for an answer nobody gets."""
+        self._check_count(param, len(calls))
+        gate = asyncio.Semaphore(self._inputs_at_once)
+
+        async def run(call: Callable[[], Awaitable[T]]) -> T:
+            async with gate:
+                return await call()
+
+        tasks = [asyncio.ensure_future(run(call)) for call in calls]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in tasks:
+                if task.done() and (error := task.exception()) is not None:
+                    raise error
+            return [task.result() for task in tasks]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _check_count(self, param: str, count: int) -> None:
+        if count > self._max_inputs:
+            message = f"{param}: at most {self._max_inputs} per request, got {count}"
+            raise BadRequestError(message, param=param)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,9 @@ class CompletionService(Service):
         options = [
             translate.completion_options(request, p, route) for p in translate.completion_prompts(request)
         ]
-        replies = await asyncio.gather(*(self._dispatcher.predict(route, o) for o in options))
+        replies = await self._each(
+            "prompt", [functools.partial(self._dispatcher.predict, route, o) for o in options]
+        )
         choices = [
             CompletionChoice(
                 index=i, text=r.message.decode("utf-8", "replace"), finish_reason=translate.finish_reason(r)
@@ -45,6 +47,7 @@ class CompletionService(Service):
         options = [
             translate.completion_options(request, p, route) for p in translate.completion_prompts(request)
         ]
+        self._check_count("prompt", len(options))
         return self._events(request, route, options, await self._dispatcher.stream(route, options[0]))
 
     async def _events(

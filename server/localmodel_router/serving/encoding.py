@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import struct
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ class EncodingService(Service):
             )
             return list(result.embeddings), tokens
 
-        results = await asyncio.gather(*(one(options) for options in inputs))
+        results = await self._each("input", [functools.partial(one, options) for options in inputs])
         data = [
             Embedding(index=i, embedding=_encode(vector, request.encoding_format))
             for i, (vector, _) in enumerate(results)

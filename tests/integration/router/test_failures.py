@@ -58,6 +58,7 @@ def router(backend: FakeBackendThread) -> Iterator[RouterProcess]:
         "LOCALMODEL_ROUTER_MAX_IN_FLIGHT_PER_MODEL": "1",
         "LOCALMODEL_ROUTER_MAX_WAITING_PER_MODEL": "1",
         "LOCALMODEL_ROUTER_QUEUE_TIMEOUT_SECONDS": "2",
+        "LOCALMODEL_ROUTER_MAX_INPUTS_PER_REQUEST": "8",
     }
     with RouterProcess(["--model", f"fake={backend.address}"], env=limits) as running:
         yield running
@@ -153,3 +154,30 @@ def test_rerank_orders_documents_by_the_backends_scores(router: RouterProcess, f
     assert results[0]["relevance_score"] >= results[1]["relevance_score"]
     assert results[0]["document"] == {"text": "red apple pie"}
     assert fake.calls["Rerank"] >= 1
+
+
+@pytest.mark.usefixtures("fake")
+def test_a_request_of_several_prompts_does_not_overflow_its_models_queue(router: RouterProcess) -> None:
+    # One place in flight and one waiting: five prompts sent at once would refuse their own request.
+    body = {"model": "fake", "prompt": ["Hi"] * 5, "max_tokens": 1}
+    reply = httpx.post(f"{router.url}/v1/completions", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert [choice["index"] for choice in reply.json()["choices"]] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/completions", {"prompt": ["Hi"] * 9}, "prompt"),
+        ("/v1/completions", {"prompt": ["Hi"] * 9, "stream": True}, "prompt"),
+        ("/v1/embeddings", {"input": ["Hi"] * 9}, "input"),
+        ("/v1/completions", {"prompt": []}, "prompt"),
+    ],
+)
+@pytest.mark.usefixtures("fake")
+def test_prompt_and_input_lists_are_bounded(
+    router: RouterProcess, path: str, body: dict[str, object], param: str
+) -> None:
+    reply = httpx.post(f"{router.url}{path}", json={"model": "fake", **body}, timeout=30)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == param

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from localmodel.logs import configure_logging
+from localmodel_llamacpp.batching import DEFAULT_MAX_WAITING
 from localmodel_llamacpp.options import PROMPT_CACHE_MODES
 from localmodel_llamacpp.repack import REPACK_MODES
 from localmodel_llamacpp.server import PreloadError, serve
@@ -72,6 +73,12 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
         "--grace-period", type=float, default=30.0, help="seconds to finish requests on SIGTERM"
     )
     parser.add_argument(
+        "--max-waiting",
+        type=int,
+        default=DEFAULT_MAX_WAITING,
+        help="generations that may wait for a slot; more get RESOURCE_EXHAUSTED (default %(default)s)",
+    )
+    parser.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: none)"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
@@ -111,7 +118,9 @@ def main(argv: list[str] | None = None, prog: str = "localmodel backend") -> int
     # push the lines before the crash out of those last lines.
     faulthandler.enable(all_threads=False)
     try:
-        asyncio.run(serve(args.addr, preload_options(args), args.grace_period, args.metrics_port))
+        asyncio.run(
+            serve(args.addr, preload_options(args), args.grace_period, args.metrics_port, args.max_waiting)
+        )
     except PreloadError as error:
         log.error("could not load the model", extra={"reason": str(error)})
         return 1

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from localmodel.refusals import refusal
 from localmodel_llamacpp.decoder import BatchDecoder, Request, default_slots
-from localmodel_llamacpp.engine import Chunk, LlamaEngine, Prompt, StoppingError
+from localmodel_llamacpp.engine import BusyError, Chunk, LlamaEngine, Prompt, StoppingError
 from localmodel_llamacpp.lane import Lane, default_lanes, split, wide_steps
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
 
@@ -32,11 +32,15 @@ _END = object()
 # The Llama object's own context is used only for the sequential path; with the batch decoder it needs
 # no more than this (tokenizing and chat templates use the model, not the context).
 _IDLE_CONTEXT = 512
+# Generations that may wait for a slot; more are refused (429 at the router) instead of queueing without
+# bound. The router's own queue (max_waiting_per_model) is in front of this one.
+DEFAULT_MAX_WAITING = 256
 
 
 class BatchingScheduler:
-    def __init__(self, engine: LlamaEngine) -> None:
+    def __init__(self, engine: LlamaEngine, max_waiting: int = DEFAULT_MAX_WAITING) -> None:
         self.engine = engine
+        self.max_waiting = max_waiting
         self.mode = "sequential"
         self.slots = 1
         self.lanes: list[Lane] = []
@@ -107,6 +111,8 @@ class BatchingScheduler:
         with self._wake:
             if self._closing:
                 raise StoppingError(refusal("the backend is stopping"))
+            if self.waiting >= self.max_waiting:
+                raise BusyError(f"{self.waiting} requests are waiting for a slot already; retry later")
             if self.lanes:
                 self._waiting.append(request)
             else:

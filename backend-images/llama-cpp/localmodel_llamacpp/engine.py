@@ -53,6 +53,10 @@ class InvalidRequestError(EngineError):
     """The request cannot be served by this model (too long, bad grammar, wrong mode)."""
 
 
+class BusyError(EngineError):
+    """Too many requests wait already: the router answers 429 with Retry-After, the client retries."""
+
+
 class StoppingError(EngineError):
     """The backend is shutting down and takes no new work; another replica should serve it."""
 

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
-from localmodel_llamacpp.batching import BatchingScheduler
+from localmodel_llamacpp.batching import DEFAULT_MAX_WAITING, BatchingScheduler
 from localmodel_llamacpp.engine import LlamaEngine
 from localmodel_llamacpp.metrics import serve_metrics
 from localmodel_llamacpp.servicer import HEALTH_SERVICES, BackendServicer
@@ -27,12 +27,14 @@ class PreloadError(RuntimeError):
     """The model named on the command line could not be loaded."""
 
 
-async def create_server(address: str) -> tuple[grpc.aio.Server, int, BackendServicer]:
+async def create_server(
+    address: str, max_waiting: int = DEFAULT_MAX_WAITING
+) -> tuple[grpc.aio.Server, int, BackendServicer]:
     """A started server on `address` ("host:0" picks a free port) and the port it got."""
     health = health_aio.HealthServicer()
     for service in HEALTH_SERVICES:  # not ready until a model is loaded
         await health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    servicer = BackendServicer(BatchingScheduler(LlamaEngine()), health)
+    servicer = BackendServicer(BatchingScheduler(LlamaEngine(), max_waiting), health)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -47,10 +49,14 @@ async def create_server(address: str) -> tuple[grpc.aio.Server, int, BackendServ
 
 
 async def serve(
-    address: str, preload: dict[str, Any] | None = None, grace_seconds: float = 30.0, metrics_port: int = 0
+    address: str,
+    preload: dict[str, Any] | None = None,
+    grace_seconds: float = 30.0,
+    metrics_port: int = 0,
+    max_waiting: int = DEFAULT_MAX_WAITING,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to the grace period) and stop."""
-    server, port, servicer = await create_server(address)
+    server, port, servicer = await create_server(address, max_waiting)
     log.info("backend listening", extra={"address": address, "port": port})
     if metrics_port:
         serve_metrics(servicer.scheduler, metrics_port)

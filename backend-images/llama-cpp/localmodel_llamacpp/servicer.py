@@ -14,6 +14,7 @@ from grpc_health.v1.health import aio as health_aio
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.batching import BatchingScheduler
 from localmodel_llamacpp.engine import (
+    BusyError,
     Chunk,
     InvalidRequestError,
     ModelLoadError,
@@ -30,7 +31,8 @@ _STATUS_CODES: dict[type[Exception], grpc.StatusCode] = {
     OptionsError: grpc.StatusCode.INVALID_ARGUMENT,
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     ModelNotLoadedError: grpc.StatusCode.FAILED_PRECONDITION,
-    StoppingError: grpc.StatusCode.UNAVAILABLE,  # the router retries UNAVAILABLE on another replica
+    StoppingError: grpc.StatusCode.UNAVAILABLE,  # a refusal: the router retries it on another replica
+    BusyError: grpc.StatusCode.RESOURCE_EXHAUSTED,  # the router answers 429 with Retry-After
 }
 # Services whose readiness follows the model; "" (the whole server) is what Kubernetes' gRPC probe asks.
 HEALTH_SERVICES = ("", "backend.Backend")

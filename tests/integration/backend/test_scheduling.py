@@ -92,3 +92,25 @@ def test_sigterm_finishes_the_stream_in_flight_then_exits(smollm2_path: Path) ->
         assert backend.process.wait(timeout=30) == 0
     finally:
         backend.stop()
+
+
+def test_a_full_waiting_queue_refuses_with_resource_exhausted(smollm2_path: Path) -> None:
+    args = ["--model", str(smollm2_path), "--context-size", "512", "--parallel", "1", "--max-waiting", "1"]
+    with BackendProcess(args) as backend:
+        backend.wait_ready()
+        with grpc.insecure_channel(backend.address) as channel:
+            chat = backend_pb2_grpc.BackendStub(channel)
+            running, waiting = chat.PredictStream(LONG), chat.PredictStream(LONG)
+            next(running)  # the one slot is taken...
+            wait_until(lambda: status(chat).scheduler.waiting == 1, "one request waiting")  # ...and the queue
+            try:
+                refused = chat.Predict.future(backend_pb2.PredictOptions(prompt="Hi", tokens=2))
+                error = refused.exception(timeout=30)
+                assert isinstance(error, grpc.RpcError)
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "1 requests are waiting" in error.details()
+            finally:
+                running.cancel()
+                waiting.cancel()
+            wait_until(lambda: status(chat).scheduler.running == 0, "nothing running", timeout=15.0)
+            assert chat.Predict(backend_pb2.PredictOptions(prompt="Hi", tokens=2)).tokens == 2

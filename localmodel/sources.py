@@ -93,6 +93,8 @@ def parse_source(url: str, base_dir: Path | None = None) -> Source:
         path = parts.path.strip("/")
         if not parts.netloc or not path:
             raise SourceError(f"{url!r}: expected pvc://CLAIM/path/to/file.gguf")
+        if ".." in PurePosixPath(path).parts:  # the path is joined to the claim's mount: stay inside it
+            raise SourceError(f"{url!r}: '..' is not allowed in a pvc:// path")
         return PvcSource(parts.netloc, path)
     raise SourceError(f"{url!r}: unsupported scheme {scheme!r}; use file:, https://, hf:// or pvc://")
 

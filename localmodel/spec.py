@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "localmodel.dev"
@@ -60,6 +60,14 @@ class ModelSource(SpecModel):
         pattern=SHA256_HEX,
         description="Expected SHA-256 of the file (lowercase hex); checked after download.",
     )
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _quoted(cls, value: object) -> object:
+        # A checksum of digits only is a number to YAML: "should be a string" would not say why.
+        if isinstance(value, int | float):
+            raise ValueError('quote the sha256 (sha256: "..."): YAML read these digits as a number')
+        return value
 
 
 # Bounds that catch a typo before a backend tries it: 16 Mi tokens is above the longest context any GGUF

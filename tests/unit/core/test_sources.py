@@ -45,6 +45,8 @@ def test_parse(url: str, expected: object, filename: str) -> None:
         ("file://server/m.gguf", "file URLs name no host"),
         ("https://host/", "expected https://host/path/to/file.gguf"),
         ("pvc://claim", "expected pvc://CLAIM/path/to/file.gguf"),
+        ("pvc://claim/../../etc/m.gguf", "'..' is not allowed in a pvc:// path"),
+        ("pvc://claim/a/../../m.gguf", "'..' is not allowed in a pvc:// path"),
     ],
 )
 def test_refused_with_what_is_allowed(url: str, message: str) -> None:

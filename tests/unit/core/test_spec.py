@@ -65,6 +65,7 @@ def test_full_spec_in_manifest_spelling() -> None:
         ({"tasks": ["chat", "dance"]}, "spec.tasks[1]", "'chat', 'completion', 'embedding' or 'rerank'"),
         ({"model": {"url": "ftp://x/m.gguf"}}, "spec.model.url", "should match pattern"),
         ({"model": {"url": "hf://o/r/m.gguf", "sha256": "ABC"}}, "spec.model.sha256", "should match pattern"),
+        ({"model": {"url": "hf://o/r/m.gguf", "sha256": 12345}}, "spec.model.sha256", "quote the sha256"),
         ({"resources": {"memory": "lots"}}, "spec.resources.memory", "should match pattern"),
         ({"tolerations": [{"effect": "Sometimes"}]}, "spec.tolerations[0].effect", "NoSchedule"),
         ({"contextSize": 512}, "spec.contextSize", "Extra inputs are not permitted"),

@@ -81,10 +81,12 @@ class BackendPool:
 
 
 def never_started(error: grpc.aio.AioRpcError) -> bool:
-    """Whether the call provably did no work on the backend, so another replica may be tried: no
-    connection, or the backend refused it (see localmodel.refusals). A connection lost during the call
-    is not: the request may have crashed the backend, and replayed it would crash the next one."""
-    return error.code() == StatusCode.UNAVAILABLE and refusals.never_started(error.details() or "")
+    """Whether the call provably did no work on the backend, so another replica may be tried (see
+    localmodel.refusals). A connection lost during an acknowledged call is not: the request may have
+    crashed the backend, and replayed it would crash the next one."""
+    return error.code() == StatusCode.UNAVAILABLE and refusals.never_started(
+        error.details() or "", error.initial_metadata() or ()
+    )
 
 
 def router_error(error: grpc.aio.AioRpcError, model: str) -> RouterError:
@@ -102,7 +104,7 @@ def router_error(error: grpc.aio.AioRpcError, model: str) -> RouterError:
         return OverloadedError(f"model '{model}' is not ready: {details}", retry_after=5)
     if code == StatusCode.DEADLINE_EXCEEDED:
         return BackendTimeoutError(f"model '{model}' did not answer in time")
-    if code == StatusCode.UNAVAILABLE and not refusals.never_started(details):
+    if code == StatusCode.UNAVAILABLE and not never_started(error):
         return BackendError(
             f"model '{model}': the backend was lost while serving this request ({details or 'no details'});"
             " it was not sent to another replica, in case the request itself crashed it"

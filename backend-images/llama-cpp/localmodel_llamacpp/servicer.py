@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
+from localmodel.refusals import STARTED_METADATA
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.batching import BatchingScheduler
 from localmodel_llamacpp.engine import (
@@ -140,7 +141,9 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
 
 @asynccontextmanager
 async def _status_codes(context: Any) -> AsyncIterator[None]:
-    """End the RPC with the status code that the engine error inside maps to."""
+    """Acknowledge the call (localmodel.refusals: a call lost after this is never replayed), then end it
+    with the status code that the engine error inside maps to."""
+    await context.send_initial_metadata(STARTED_METADATA)
     try:
         yield
     except tuple(_STATUS_CODES) as error:

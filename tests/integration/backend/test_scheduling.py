@@ -100,9 +100,10 @@ def test_a_full_waiting_queue_refuses_with_resource_exhausted(smollm2_path: Path
         backend.wait_ready()
         with grpc.insecure_channel(backend.address) as channel:
             chat = backend_pb2_grpc.BackendStub(channel)
-            running, waiting = chat.PredictStream(LONG), chat.PredictStream(LONG)
-            next(running)  # the one slot is taken...
-            wait_until(lambda: status(chat).scheduler.waiting == 1, "one request waiting")  # ...and the queue
+            running = chat.Predict.future(LONG)
+            wait_until(lambda: status(chat).scheduler.running == 1, "the one slot taken")
+            waiting = chat.Predict.future(LONG)
+            wait_until(lambda: status(chat).scheduler.waiting == 1, "the one place in the queue taken")
             try:
                 refused = chat.Predict.future(backend_pb2.PredictOptions(prompt="Hi", tokens=2))
                 error = refused.exception(timeout=30)

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+from localmodel.refusals import STARTED_METADATA, never_started, refusal
 
-from localmodel.refusals import never_started, refusal
-
-
-@pytest.mark.parametrize(
-    "details",
-    [
-        refusal("the backend is stopping"),
-        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Connection refused",
-        "DNS resolution failed for backend-0.svc:50051",
-    ],
-)
-def test_refusals_and_calls_that_never_connected_did_no_work(details: str) -> None:
-    assert never_started(details)
+LOST = "Stream removed (recvmsg:Connection reset by peer (104))"
 
 
-@pytest.mark.parametrize(
-    "details", ["Socket closed", "recvmsg:Connection reset by peer", "", "the backend is stopping"]
-)
-def test_a_connection_lost_during_a_call_may_have_done_work(details: str) -> None:
-    # The last one: a refusal must say so with the contract's words, not merely sound like one.
-    assert not never_started(details)
+def test_a_call_the_backend_never_acknowledged_did_no_work() -> None:
+    assert never_started(LOST, ())
+    assert never_started("failed to connect to all addresses", ())
+
+
+def test_an_acknowledged_call_that_was_lost_may_have_done_work() -> None:
+    assert not never_started(LOST, STARTED_METADATA)
+    assert not never_started("Socket closed", [("other-header", "x"), *STARTED_METADATA])
+
+
+def test_a_refusal_after_the_acknowledgement_did_no_work() -> None:
+    assert never_started(refusal("the backend is stopping"), STARTED_METADATA)
+    # A refusal says so in the contract's words, not merely something that sounds like one.
+    assert not never_started("the backend is stopping", STARTED_METADATA)

@@ -200,7 +200,11 @@ async def test_a_killed_backend_is_retried_around_and_restarted(stack: Stack) ->
         await stack.ready(name, 2)
         await asyncio.sleep(1)
     watcher.cancel()
-    assert load.failures == [] and load.answered >= 5, (load.answered, load.failures)
+    # Requests in flight on the killed pod fail (never replayed: a request may be what crashed it); at
+    # most one per client. Every other request is routed around the dead pod and answered.
+    lost = [failure for failure in load.failures if "lost while serving this request" in failure]
+    assert lost == load.failures and len(lost) <= load.workers, load.failures
+    assert load.answered >= 5, load.answered
     assert 1 in seen_ready  # the status said so while the pod was down
     pod = stack.cluster.child("v1/pods", victim.name)
     assert pod is not None and pod["status"]["containerStatuses"][0]["restartCount"] == 1

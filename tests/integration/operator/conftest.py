@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import traceback
 from collections.abc import AsyncIterator
 
 import kopf
@@ -111,7 +112,9 @@ async def run_operator(operator_settings: OperatorSettings | None = None) -> Asy
             await asyncio.to_thread(thread.join, 2 * STOP_TIMEOUT_SECONDS)
         assert not thread.is_alive(), "the operator's thread did not end, even when cancelled"
         assert not thread.stuck, "operator tasks that did not end when cancelled:\n" + "\n".join(thread.stuck)
-        assert thread.failure is None, f"the operator failed: {thread.failure!r}"
+        assert thread.failure is None, "the operator failed:\n" + "".join(
+            traceback.format_exception(thread.failure)
+        )
         assert graceful, f"the operator did not stop within {STOP_TIMEOUT_SECONDS:.0f}s of its stop flag"
 
 

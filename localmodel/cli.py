@@ -198,6 +198,7 @@ def _add_serving_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port the API listens on (default 8080)")
     parser.add_argument("--config", type=Path, help="YAML file with router settings (see README)")
     parser.add_argument("--api-key", action="append", default=[], help="accepted API key (repeatable)")
+    parser.add_argument("--api-key-file", type=Path, help="a file of accepted API keys, one per line")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="model cache folder")
     parser.add_argument(
         "--startup-timeout", type=float, default=600.0, help="seconds a backend may take to load its model"
@@ -218,7 +219,12 @@ def _router_settings(args: argparse.Namespace) -> Any:
         raise ValueError(f"{args.config}: expected a mapping of router settings")
     if values.get("models"):
         raise ValueError(f"{args.config}: `models` belong in LocalModel manifests in local mode")
-    flags = {"host": args.host, "port": args.port, "api_keys": args.api_key or None}
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "api_keys": args.api_key or None,
+        "api_keys_file": args.api_key_file,
+    }
     values.update({key: value for key, value in flags.items() if value is not None})
     return RouterSettings(**values)
 

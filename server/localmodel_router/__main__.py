@@ -47,6 +47,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="kubernetes discovery: a namespace to watch (repeatable; default all)",
     )
     parser.add_argument("--api-key", action="append", default=[], help="accepted API key (repeatable)")
+    parser.add_argument("--api-key-file", type=Path, help="a file of accepted API keys, one per line")
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -68,7 +69,12 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
                 f"--alias {flag!r}: no model named {name!r} (models: {', '.join(by_name) or 'none'})"
             )
         by_name[name].setdefault("aliases", []).append(alias)
-    flags = {"host": args.host, "port": args.port, "discovery": args.discovery}
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "discovery": args.discovery,
+        "api_keys_file": args.api_key_file,
+    }
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.api_key:
         values["api_keys"] = args.api_key

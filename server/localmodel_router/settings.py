@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -36,6 +37,10 @@ class RouterSettings(BaseSettings):
     models: list[StaticModel] = Field(default_factory=list, description="static routes (static discovery)")
     api_keys: list[SecretStr] = Field(
         default_factory=list, description="accepted `Authorization: Bearer` keys; empty: no authentication"
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="a file of more accepted keys, one per line (a mounted Secret; keeps keys out of `ps`)",
     )
     # Limits. Chat histories with long documents are a few MB at most; larger bodies are mistakes or abuse.
     max_request_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="largest request body, bytes")
@@ -82,6 +87,21 @@ class RouterSettings(BaseSettings):
         description="a stream not open after this long (its model is starting) starts its response and "
         "gets an SSE comment this often, so proxies do not cut the idle connection",
     )
+
+    @model_validator(mode="after")
+    def _keys_from_file(self) -> RouterSettings:
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text().splitlines()
+            except OSError as error:
+                raise ValueError(
+                    f"api_keys_file: cannot read {self.api_keys_file}: {error.strerror}"
+                ) from None
+            keys = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+            if not keys:
+                raise ValueError(f"api_keys_file: {self.api_keys_file} holds no key")
+            self.api_keys = [*self.api_keys, *(SecretStr(key) for key in keys)]
+        return self
 
     @model_validator(mode="after")
     def _one_source_of_models(self) -> RouterSettings:

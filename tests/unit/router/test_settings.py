@@ -58,3 +58,25 @@ def test_bad_config_values_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as caught:
         parse("--config", str(config))
     assert "endpoints" in str(caught.value) and "port" in str(caught.value)
+
+
+def test_api_keys_from_a_file_flag_or_environment_join_the_given_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("# mounted from a Secret\nsk-file-1\n\n  sk-file-2  \n")
+    settings = parse("--model", "m=h:1", "--api-key", "sk-flag", "--api-key-file", str(keys))
+    assert [key.get_secret_value() for key in settings.api_keys] == ["sk-flag", "sk-file-1", "sk-file-2"]
+    monkeypatch.setenv("LOCALMODEL_ROUTER_API_KEYS_FILE", str(keys))
+    assert len(parse("--model", "m=h:1").api_keys) == 2
+
+
+@pytest.mark.parametrize(("content", "message"), [(None, "cannot read"), ("# none\n\n", "holds no key")])
+def test_an_api_keys_file_that_gives_no_key_is_refused(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    keys = tmp_path / "keys"
+    if content is not None:
+        keys.write_text(content)
+    with pytest.raises(ValidationError, match=message):
+        parse("--model", "m=h:1", "--api-key-file", str(keys))

@@ -25,6 +25,7 @@ from localmodel_router.errors import BadRequestError, NotFoundError, RouterError
 from localmodel_router.hold import Hold
 from localmodel_router.load import ModelLoad
 from localmodel_router.middleware import BodyLimit, RequestMetrics
+from localmodel_router.openapi import use_served_openapi
 from localmodel_router.routes import chat, completions, encoding, health, models, scaling
 from localmodel_router.serving.chat import ChatService
 from localmodel_router.serving.completions import CompletionService
@@ -62,6 +63,7 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
             await pool.close()
 
     app = FastAPI(title="localmodel router", version=__version__, lifespan=lifespan)
+    use_served_openapi(app)
     api_keys = ApiKeys([key.get_secret_value() for key in settings.api_keys])
     # A request of many prompts or inputs takes at most half a model's places at once, so that other
     # clients' requests still get in beside it.

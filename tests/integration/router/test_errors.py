@@ -180,3 +180,17 @@ def test_out_of_range_numbers_are_400_and_the_backend_keeps_serving(
     assert_openai_error(post(router, path, body), 400, param=param)
     still = router.client().embeddings.create(model="smollm2-embed", input="still serving")
     assert len(still.data[0].embedding) == 576
+
+
+def test_the_openapi_document_says_400_where_the_router_answers_400(router: RouterProcess) -> None:
+    document = httpx.get(f"{router.url}/openapi.json", timeout=10).json()
+    statuses = {
+        (path, method): set(operation["responses"])
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert not [where for where, codes in statuses.items() if "422" in codes]
+    assert "400" in statuses[("/v1/chat/completions", "post")]
+    assert "OpenAIError" in document["components"]["schemas"]
+    reply = post(router, "/v1/chat/completions", {"model": "smollm2", "messages": "not a list"})
+    assert_openai_error(reply, 400, param="messages")

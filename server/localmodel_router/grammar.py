@@ -35,6 +35,11 @@ _SUBSCHEMA_SLOTS = ("items", "prefixItems", "additionalProperties", "oneOf", "an
 # Keywords the converter builds rules from; a schema with none of them constrains nothing.
 _SHAPING = frozenset({"type", "$ref", "const", "enum", "pattern", "format", "properties", *_SUBSCHEMA_SLOTS})
 _DEF_KEYWORDS = ("$defs", "definitions")
+# Bounds on what one request may make the router convert and the backend parse: a schema nested 900 deep
+# (23 KB) became a 6 MB grammar. 64 levels of JSON is about 30 of nested objects, three times what
+# OpenAI's structured outputs allow (10); real grammars are a few KB.
+MAX_SCHEMA_DEPTH = 64
+MAX_GRAMMAR_BYTES = 1024 * 1024
 
 
 class GrammarError(ValueError):
@@ -50,6 +55,7 @@ def json_schema_grammar(schema: dict[str, Any], field: str = "response_format.js
     """JSON matching `schema` (response_format json_schema)."""
     if not isinstance(schema, dict):
         raise GrammarError(f"{field}: must be a JSON Schema object")
+    _check_depth(schema, field)
     return _convert(_prepare(schema, None), field)
 
 
@@ -61,6 +67,7 @@ def tool_call_grammar(tools: list[dict[str, Any]], tool_choice: str | dict[str, 
     `$defs` under a per-tool prefix (the converter names a referenced rule after its last path
     segment, so two tools' `Address` definitions would otherwise share one rule).
     """
+    _check_depth(tools, "tools")
     calls: list[dict[str, Any]] = []
     defs: dict[str, Any] = {}
     for index, tool in _allowed_tools(tools, tool_choice):
@@ -199,4 +206,24 @@ def _convert(schema: dict[str, Any], field: str, prop_order: list[str] | None = 
         grammar: str = json_schema_to_gbnf(json.dumps(schema), prop_order=prop_order)
     except Exception as error:  # the converter raises bare Exceptions, AssertionErrors and KeyErrors
         raise GrammarError(f"{field}: cannot be turned into a grammar ({str(error)[:200]})") from error
+    if len(grammar) > MAX_GRAMMAR_BYTES:
+        raise GrammarError(f"{field}: makes a grammar of {len(grammar)} bytes, over {MAX_GRAMMAR_BYTES}")
     return re.sub(r"^char ::= .*$", lambda _: _CHAR_RULE, grammar, count=1, flags=re.M)
+
+
+def _check_depth(value: Any, field: str) -> None:
+    # Before anything recursive walks it: Python's recursion limit is about 1000 frames.
+    if _depth(value) > MAX_SCHEMA_DEPTH:
+        raise GrammarError(f"{field}: nested more than {MAX_SCHEMA_DEPTH} levels deep")
+
+
+def _depth(value: Any) -> int:
+    """How deep dicts and lists nest in a JSON value (iteratively: the input may be very deep)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
+    return deepest

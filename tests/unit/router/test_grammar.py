@@ -338,3 +338,25 @@ def test_auto_tool_generation_may_answer_in_text(llm: llama_cpp.Llama) -> None:
     system = grammar.tool_system_prompt(TOOLS, "auto")
     text = generate(llm, grammar.tool_call_grammar(TOOLS, "auto"), "Say hello.", system)
     assert grammar.parse_tool_call(text, TOOLS) is not None or not text.lstrip().startswith("{")
+
+
+def nested(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
+    return schema
+
+
+def test_schemas_nested_as_deep_as_structured_outputs_allow_convert(vocab_model: llama_cpp.Llama) -> None:
+    gbnf = grammar.json_schema_grammar(nested(10))  # OpenAI's limit: 10 levels of nesting
+    assert accepts(vocab_model, gbnf, '{"a": ' * 10 + '"x"' + "}" * 10)
+
+
+@pytest.mark.parametrize("levels", [40, 450])
+def test_a_schema_nested_too_deep_is_refused_naming_the_field(levels: int) -> None:
+    # 450 levels (JSON depth 900) once became a 6 MB grammar; deeper still hits Python's recursion limit.
+    with pytest.raises(grammar.GrammarError, match=r"^response_format\.json_schema\.schema: nested more"):
+        grammar.json_schema_grammar(nested(levels))
+    tool = {"type": "function", "function": {"name": "f", "parameters": nested(levels)}}
+    with pytest.raises(grammar.GrammarError, match=r"^tools: nested more than 64"):
+        grammar.tool_call_grammar([tool], "auto")

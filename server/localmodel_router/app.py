@@ -62,9 +62,25 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
             await discovery.close()
             await pool.close()
 
-    app = FastAPI(title="localmodel router", version=__version__, lifespan=lifespan)
-    use_served_openapi(app)
     api_keys = ApiKeys([key.get_secret_value() for key in settings.api_keys])
+    # With keys, the API's description is behind them too (GET /openapi.json with the key), and the
+    # browsable pages are off: a browser cannot send the key, and they would list every route anyway.
+    public_docs = not api_keys.enabled
+    app = FastAPI(
+        title="localmodel router",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if public_docs else None,
+        docs_url="/docs" if public_docs else None,
+        redoc_url="/redoc" if public_docs else None,
+    )
+    use_served_openapi(app)
+    if not public_docs:
+
+        @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_api_key)])
+        async def openapi_document() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
     # A request of many prompts or inputs takes at most half a model's places at once, so that other
     # clients' requests still get in beside it.
     inputs = {

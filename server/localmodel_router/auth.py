@@ -33,3 +33,11 @@ class ApiKeys:
             matched |= hmac.compare_digest(digest, known)
         if not matched:
             raise AuthenticationError("Incorrect API key provided.")
+
+    def accepts(self, authorization: str | None) -> bool:
+        """Whether the header would pass `check`."""
+        try:
+            self.check(authorization)
+        except AuthenticationError:
+            return False
+        return True

@@ -155,6 +155,16 @@ def test_api_keys(chat_backend) -> None:  # type: ignore[no-untyped-def]
         assert [m.id for m in keyed.client("s3cret").models.list()] == ["smollm2"]
         assert [m.id for m in keyed.client("other").models.list()] == ["smollm2"]
         assert httpx.get(f"{keyed.url}/healthz").status_code == 200  # probes need no key
+        # Readiness answers probes without a key, but names the models only to a caller with one.
+        assert httpx.get(f"{keyed.url}/readyz").json() == {"status": "ready"}
+        with_key = {"Authorization": "Bearer s3cret"}
+        assert httpx.get(f"{keyed.url}/readyz", headers=with_key).json()["models"] == ["smollm2"]
+        # The API's description is behind the key; the browsable pages are off.
+        assert httpx.get(f"{keyed.url}/openapi.json").status_code == 401
+        document = httpx.get(f"{keyed.url}/openapi.json", headers=with_key).json()
+        assert "/v1/chat/completions" in document["paths"]
+        assert httpx.get(f"{keyed.url}/docs").status_code == 404
+        assert httpx.get(f"{keyed.url}/redoc").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Send a request to one of a model's backends: hold, admission, replica choice, retries, accounting.
 
-A request that provably did no work on a backend (no connection, or the backend refused it before
-starting: `localmodel.refusals`) moves to another replica, at most `tries` replicas in all. One whose
+A request that provably did no work on a backend (the backend never acknowledged it, or refused it
+before starting: `localmodel.refusals`) moves to another replica, at most `tries` replicas in all. One whose
 backend was lost while serving it is never replayed — the request may be what crashed it — and neither
 is a stream that has produced a reply: a failure after that ends the stream with an error.
 """

@@ -73,6 +73,12 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
         "--grace-period", type=float, default=30.0, help="seconds to finish requests on SIGTERM"
     )
     parser.add_argument(
+        "--allow-load-model",
+        action="store_true",
+        help="accept LoadModel calls although a model was given with --model (refused by default: "
+        "anyone who can reach the port could swap the model)",
+    )
+    parser.add_argument(
         "--max-waiting",
         type=int,
         default=DEFAULT_MAX_WAITING,
@@ -119,7 +125,14 @@ def main(argv: list[str] | None = None, prog: str = "localmodel backend") -> int
     faulthandler.enable(all_threads=False)
     try:
         asyncio.run(
-            serve(args.addr, preload_options(args), args.grace_period, args.metrics_port, args.max_waiting)
+            serve(
+                args.addr,
+                preload_options(args),
+                args.grace_period,
+                args.metrics_port,
+                args.max_waiting,
+                args.allow_load_model,
+            )
         )
     except PreloadError as error:
         log.error("could not load the model", extra={"reason": str(error)})

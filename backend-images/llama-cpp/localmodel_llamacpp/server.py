@@ -28,13 +28,13 @@ class PreloadError(RuntimeError):
 
 
 async def create_server(
-    address: str, max_waiting: int = DEFAULT_MAX_WAITING
+    address: str, max_waiting: int = DEFAULT_MAX_WAITING, accepts_load_model: bool = True
 ) -> tuple[grpc.aio.Server, int, BackendServicer]:
     """A started server on `address` ("host:0" picks a free port) and the port it got."""
     health = health_aio.HealthServicer()
     for service in HEALTH_SERVICES:  # not ready until a model is loaded
         await health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    servicer = BackendServicer(BatchingScheduler(LlamaEngine(), max_waiting), health)
+    servicer = BackendServicer(BatchingScheduler(LlamaEngine(), max_waiting), health, accepts_load_model)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -54,9 +54,11 @@ async def serve(
     grace_seconds: float = 30.0,
     metrics_port: int = 0,
     max_waiting: int = DEFAULT_MAX_WAITING,
+    allow_load_model: bool = False,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to the grace period) and stop."""
-    server, port, servicer = await create_server(address, max_waiting)
+    """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to the grace period) and stop.
+    A backend started with a model (`preload`) refuses LoadModel calls unless `allow_load_model`."""
+    server, port, servicer = await create_server(address, max_waiting, preload is None or allow_load_model)
     log.info("backend listening", extra={"address": address, "port": port})
     if metrics_port:
         serve_metrics(servicer.scheduler, metrics_port)

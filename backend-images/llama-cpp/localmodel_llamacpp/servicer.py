@@ -41,10 +41,15 @@ _State = backend_pb2.StatusResponse.State
 
 
 class BackendServicer(backend_pb2_grpc.BackendServicer):
-    def __init__(self, scheduler: BatchingScheduler, health: health_aio.HealthServicer) -> None:
+    def __init__(
+        self, scheduler: BatchingScheduler, health: health_aio.HealthServicer, accepts_load_model: bool = True
+    ) -> None:
         self._scheduler = scheduler
         self._engine = scheduler.engine
         self.health = health
+        # False for a backend started with its model (a pod, a local-mode process): nobody else who
+        # can reach its port may swap the model or make it read another path.
+        self._accepts_load_model = accepts_load_model
 
     @property
     def scheduler(self) -> BatchingScheduler:
@@ -57,6 +62,12 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
         return backend_pb2.Reply(message=b"OK")
 
     async def LoadModel(self, request: backend_pb2.ModelOptions, context: Any) -> backend_pb2.Result:
+        if context is not None and not self._accepts_load_model:  # context None: the preload itself
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "this backend serves the model it was started with; LoadModel is refused "
+                "(start it with --allow-load-model to allow it)",
+            )
         # Failures are a Result, not a status code: that is what LocalAI's clients read.
         try:
             config = load_config(request)

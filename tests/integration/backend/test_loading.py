@@ -96,3 +96,22 @@ def test_preloading_a_missing_model_exits_with_an_error(tmp_path: Path) -> None:
     backend = BackendProcess(["--model", str(tmp_path / "missing.gguf")]).start()
     assert backend.process is not None
     assert backend.process.wait(timeout=60) == 1
+
+
+def test_a_backend_started_with_its_model_refuses_load_model_unless_allowed(smollm2_path: Path) -> None:
+    # Anyone who can reach a pod's port could otherwise swap its model or make it read another path.
+    for allowed in (False, True):
+        flags = ["--model", str(smollm2_path), "--context-size", "512"] + (["--allow-load-model"] * allowed)
+        with BackendProcess(flags) as process:
+            process.wait_ready()
+            with grpc.insecure_channel(process.address) as channel:
+                backend = backend_pb2_grpc.BackendStub(channel)
+                load = backend_pb2.ModelOptions(model_file=str(smollm2_path), context_size=256)
+                if allowed:
+                    assert backend.LoadModel(load).success
+                else:
+                    with pytest.raises(grpc.RpcError) as refused:
+                        backend.LoadModel(load)
+                    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                    assert "--allow-load-model" in refused.value.details()
+                assert backend.Predict(backend_pb2.PredictOptions(prompt="Hi", tokens=2)).tokens == 2

@@ -11,15 +11,14 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator
 
-import grpc
 import httpx
 import kmock
 import openai
 import pytest
 
-from localmodel.wire import backend_pb2, backend_pb2_grpc
 from tests.e2e.conftest import GEMMA_URL, Stack, eventually
 from tests.support.api_server import LOCALMODELS
+from tests.support.backend_status import running_requests
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
@@ -110,7 +109,7 @@ async def test_scaling_to_two_replicas_spreads_streams_over_both(stack: Stack) -
         ]
         for stream in streams:
             await anext(aiter(stream))  # both generating now
-        running = [await _running(f"{pod.ip}:50051") for pod in stack.node.pods_of(name)]
+        running = [await running_requests(f"{pod.ip}:50051") for pod in stack.node.pods_of(name)]
         assert running == [1, 1]  # one stream each
         for stream in streams:
             async for _ in stream:
@@ -262,9 +261,3 @@ async def _has_endpoints(stack: Stack, model: str, count: int) -> bool:
     async with httpx.AsyncClient() as client:
         metrics = (await client.get(f"{stack.router.url}/metrics")).text
     return f'localmodel_router_endpoints{{model="{model}"}} {count}.0' in metrics
-
-
-async def _running(address: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
-        status = await backend_pb2_grpc.BackendStub(channel).Status(backend_pb2.HealthMessage())  # type: ignore[no-untyped-call]
-    return int(status.scheduler.running)

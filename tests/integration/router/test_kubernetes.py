@@ -16,15 +16,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 import kmock
 import openai
 import pytest
 
-from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.process import BackendProcess, free_port
 from tests.support.api_server import LOCALMODELS, Cluster
+from tests.support.backend_status import running_requests
 from tests.support.fake_backend import start_fake_backend
 from tests.support.router import RouterProcess
 from tests.support.waiting import eventually
@@ -167,7 +166,7 @@ async def test_least_outstanding_spreads_concurrent_streams_over_real_backends(
                 ]
                 firsts = [await anext(aiter(stream)) for stream in streams]
                 assert all(first.choices for first in firsts)
-                running = [await _running(backend.address) for backend in (first, second)]
+                running = [await running_requests(backend.address) for backend in (first, second)]
                 assert running == [1, 1]  # one stream each, not two on one replica
                 texts = [
                     "".join([c.choices[0].delta.content or "" async for c in s if c.choices]) for s in streams
@@ -321,9 +320,3 @@ def _lists(cluster: Cluster) -> int:
         for request in cluster.server[kmock.action.LIST]
         if request.params.get("watch", "false").lower() != "true"
     )
-
-
-async def _running(address: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
-        status = await backend_pb2_grpc.BackendStub(channel).Status(backend_pb2.HealthMessage())  # type: ignore[no-untyped-call]
-    return int(status.scheduler.running)

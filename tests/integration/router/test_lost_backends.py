@@ -7,19 +7,12 @@ import os
 import signal
 from pathlib import Path
 
-import grpc
 import httpx
 
-from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.process import BackendProcess
+from tests.support.backend_status import running_requests
 from tests.support.router import RouterProcess
 from tests.support.waiting import eventually
-
-
-async def _running(address: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
-        status = await backend_pb2_grpc.BackendStub(channel).Status(backend_pb2.HealthMessage())  # type: ignore[no-untyped-call]
-    return int(status.scheduler.running)
 
 
 async def test_a_backend_killed_mid_request_is_a_502_and_the_request_is_not_replayed(
@@ -41,7 +34,7 @@ async def test_a_backend_killed_mid_request_is_a_502_and_the_request_is_not_repl
             serving: list[str] = []
 
             async def reached_a_backend() -> bool:
-                serving[:] = [address for address in backends if await _running(address) == 1]
+                serving[:] = [address for address in backends if await running_requests(address) == 1]
                 return bool(serving)
 
             await eventually(reached_a_backend, "the request reached a backend")
@@ -51,7 +44,7 @@ async def test_a_backend_killed_mid_request_is_a_502_and_the_request_is_not_repl
             assert reply.status_code == 502, reply.text
             assert "lost while serving this request" in reply.json()["error"]["message"]
             (survivor,) = set(backends) - {victim}
-            assert await _running(survivor) == 0  # not replayed there
+            assert await running_requests(survivor) == 0  # not replayed there
             metrics = (await client.get("/metrics")).text
             assert 'localmodel_router_backends_lost_during_request_total{model="pair"} 1.0' in metrics
             assert 'localmodel_router_retries_total{model="pair"}' not in metrics

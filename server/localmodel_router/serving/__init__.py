@@ -25,11 +25,11 @@ class Service:
         self._max_inputs = max_inputs
         self._inputs_at_once = inputs_at_once
 
-    async def _each(self, param: str, calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    async def _each(self, calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
         """The backend calls of one request's prompts or inputs, at most `inputs_at_once` in flight (the
         rest wait here, not in the model's queue, where they would crowd out other clients). The first
-        failure cancels the others and is raised: nothing keeps running for an answer nobody gets."""
-        self._check_count(param, len(calls))
+        failure cancels the others and is raised: nothing keeps running for an answer nobody gets. The
+        caller has checked their number (`_check_count`) before translating them."""
         gate = asyncio.Semaphore(self._inputs_at_once)
 
         async def run(call: Callable[[], Awaitable[T]]) -> T:
@@ -49,6 +49,7 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _check_count(self, param: str, count: int) -> None:
+        """At most `max_inputs` prompts or inputs in one request (400 naming `param`)."""
         if count > self._max_inputs:
             message = f"{param}: at most {self._max_inputs} per request, got {count}"
             raise BadRequestError(message, param=param)

@@ -20,12 +20,8 @@ if TYPE_CHECKING:
 class CompletionService(Service):
     async def complete(self, request: CompletionRequest) -> Completion:
         route = self._discovery.table().resolve(request.model)
-        options = [
-            translate.completion_options(request, p, route) for p in translate.completion_prompts(request)
-        ]
-        replies = await self._each(
-            "prompt", [functools.partial(self._dispatcher.predict, route, o) for o in options]
-        )
+        options = self._options(request, route)
+        replies = await self._each([functools.partial(self._dispatcher.predict, route, o) for o in options])
         choices = [
             CompletionChoice(
                 index=i, text=r.message.decode("utf-8", "replace"), finish_reason=translate.finish_reason(r)
@@ -44,11 +40,14 @@ class CompletionService(Service):
     async def stream(self, request: CompletionRequest) -> AsyncIterator[str]:
         """SSE events for each prompt in turn; the first backend stream is open before any event."""
         route = self._discovery.table().resolve(request.model)
-        options = [
-            translate.completion_options(request, p, route) for p in translate.completion_prompts(request)
-        ]
-        self._check_count("prompt", len(options))
+        options = self._options(request, route)
         return self._events(request, route, options, await self._dispatcher.stream(route, options[0]))
+
+    def _options(self, request: CompletionRequest, route: ModelRoute) -> list[backend_pb2.PredictOptions]:
+        """One backend request per prompt, the number of prompts checked before any is translated."""
+        prompts = translate.completion_prompts(request)
+        self._check_count("prompt", len(prompts))
+        return [translate.completion_options(request, prompt, route) for prompt in prompts]
 
     async def _events(
         self,

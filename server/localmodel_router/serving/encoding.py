@@ -35,6 +35,7 @@ class EncodingService(Service):
                 "dimensions: not supported; the model's own size is returned", param="dimensions"
             )
         inputs = translate.embedding_requests(request.input)
+        self._check_count("input", len(inputs))
 
         async def one(options: backend_pb2.PredictOptions) -> tuple[list[float], int]:
             result, tokens = await asyncio.gather(
@@ -43,7 +44,7 @@ class EncodingService(Service):
             )
             return list(result.embeddings), tokens
 
-        results = await self._each("input", [functools.partial(one, options) for options in inputs])
+        results = await self._each([functools.partial(one, options) for options in inputs])
         data = [
             Embedding(index=i, embedding=_encode(vector, request.encoding_format))
             for i, (vector, _) in enumerate(results)

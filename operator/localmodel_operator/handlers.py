@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -196,7 +197,11 @@ async def localmodel_autoscale(
     scaler = ModelAutoscaler()
     labels = {"namespace": namespace, "model": name}
     try:
-        while not await stopped.wait(settings.autoscaler.interval_seconds):
+        while not stopped:
+            # A plain sleep, which kopf cancels when it stops daemons. `await stopped.wait(n)` runs a task
+            # of its own, and one that times out while the operator exits is re-raised by kopf as the
+            # operator's failure (TimeoutError): kopf's docs recommend cancellation for async daemons.
+            await asyncio.sleep(settings.autoscaler.interval_seconds)
             try:
                 spec = LocalModelSpec.model_validate(_plain(body.get("spec", {})))  # a live view: current
             except ValidationError:

@@ -43,7 +43,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
         expired = asyncio.ensure_future(self._expiry.wait())
-        events = super()._serve_watch(request)
+        events = self._watch_events(request)
         following: asyncio.Future[Any] | None = None
         try:
             while True:
@@ -64,6 +64,28 @@ class ApiServer(kmock.KubernetesEmulator):
                 with contextlib.suppress(BaseException):
                     await following
             await events.aclose()
+
+    async def _watch_events(self, request: Any) -> AsyncIterator[Any]:
+        """The objects there now, then every change. kmock's own watch takes its place in the change
+        stream only after it has sent the objects, and loses a change made in between (a router that
+        had just listed again never saw a slice turn ready). Here the place is taken first: a change
+        in that window arrives both in the objects and as an event, which watchers apply harmlessly,
+        as they do a real API server's replays."""
+        yield b""  # the headers go out at once, as kmock's watch does
+        bus = self._buses[request.resource]
+        place = await bus.mark()
+        try:
+            for item in (await self._serve_list(request))["items"]:
+                yield {"type": "ADDED", "object": item}
+            async for event in bus.stream(since=place):
+                metadata = event.get("object", {}).get("metadata", {})
+                if request.namespace in (None, metadata.get("namespace")) and request.name in (
+                    None,
+                    metadata.get("name"),
+                ):
+                    yield event
+        finally:
+            await bus.unmark(place)
 
     async def _serve_list(self, request: Any) -> Any:
         listed = await super()._serve_list(request)

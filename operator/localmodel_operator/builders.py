@@ -3,10 +3,13 @@
 Children share the LocalModel's name and namespace: a Deployment of backend pods, a Service with a port
 named `grpc` selecting them, and (model cache `pvc`) a PersistentVolumeClaim for the model file. The
 backend container runs exactly the spec → command function's arguments (local mode runs the same).
+What a spec does not want (an external backend wants none of them) is named too, so that one left from
+an earlier spec is deleted.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -46,6 +49,44 @@ def selector_string(model: LocalModel) -> str:
 
 def wanted_replicas(model: LocalModel) -> int:
     return model.spec.initial_replicas
+
+
+@dataclass(frozen=True)
+class Unwanted:
+    """A child the operator makes for some specs and not for this one: deleted where it exists."""
+
+    kind: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Children:
+    wanted: list[Manifest]
+    unwanted: list[Unwanted]
+
+    def names(self) -> dict[str, str]:
+        """kind → name, of every child this LocalModel may have (wanted or not)."""
+        found = {manifest["kind"]: manifest["metadata"]["name"] for manifest in self.wanted}
+        return {**found, **{gone.kind: gone.name for gone in self.unwanted}}
+
+
+def build_children(model: LocalModel, settings: OperatorSettings) -> Children:
+    name = model.metadata.name
+    if model.spec.backend.address:
+        why = f"the model is served by its external backend {model.spec.backend.address}"
+        kinds = {"Deployment": name, "Service": name, "PersistentVolumeClaim": cache_claim_name(model)}
+        return Children([], [Unwanted(kind, child, why) for kind, child in kinds.items()])
+    wanted = [build_deployment(model, settings), build_service(model, settings)]
+    claim = build_cache_claim(model, settings)
+    if claim is not None:
+        return Children([claim, *wanted], [])
+    why = (
+        "the model source is not downloaded"
+        if settings.model_cache.kind == "pvc"
+        else f"the model cache is {settings.model_cache.kind!r}, not a claim per model"
+    )
+    return Children(wanted, [Unwanted("PersistentVolumeClaim", cache_claim_name(model), why)])
 
 
 def build_deployment(model: LocalModel, settings: OperatorSettings) -> Manifest:

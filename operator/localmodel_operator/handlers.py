@@ -18,13 +18,7 @@ from localmodel.spec import API_GROUP, MODEL_LABEL, LocalModel, LocalModelSpec
 from localmodel_operator import metrics, startup  # noqa: F401  (registers the startup and cleanup handlers)
 from localmodel_operator.accelerators import UnknownAcceleratorError
 from localmodel_operator.autoscaler import ModelAutoscaler, Policy
-from localmodel_operator.builders import (
-    build_cache_claim,
-    build_deployment,
-    build_service,
-    selector_string,
-    wanted_replicas,
-)
+from localmodel_operator.builders import build_children, selector_string, wanted_replicas
 from localmodel_operator.conditions import (
     BACKEND_CRASHED,
     Observed,
@@ -64,31 +58,31 @@ async def localmodel_reconcile(
     previous = list(body.get("status", {}).get("conditions", []))
     try:
         model = parse_manifest(_plain(body), f"LocalModel {namespace}/{name}")
-        if model.spec.backend.address:
-            patch.status.update(external_status(model, previous, _now()))
-            return
-        children = _children(model, settings)
+        children = build_children(model, settings)
     except (ManifestError, SourceError, UnknownAcceleratorError) as error:
         # Past the CRD schema but not servable: say so where users look, and do not retry.
         patch.status.update(invalid_status(name, "InvalidSpec", str(error), previous, _now()))
         kopf.warn(body, reason="InvalidSpec", message=str(error))
         raise kopf.PermanentError(str(error)) from None
-    for child in children:
+    for child in children.wanted:
         kopf.adopt(child, owner=body)
-    existing = {
-        child["kind"]: await kube.read(child["kind"], namespace, name_of(child)) for child in children
-    }
-    for step in plan(children, existing):
+    existing = {kind: await kube.read(kind, namespace, child) for kind, child in children.names().items()}
+    for step in plan(children.wanted, existing, children.unwanted, body.get("metadata", {}).get("uid")):
         if step.action == "keep":
             continue
         logger.info("%s %s: %s", step.action, step.name, step.reason)
         if step.action == "create":
             await kube.create(step.manifest)
+        elif step.action == "delete":
+            await kube.delete(step.manifest)
         else:
             await kube.apply(step.manifest)
         kopf.event(
             body, type="Normal", reason=f"{step.action.capitalize()}d", message=f"{step.name}: {step.reason}"
         )
+    if model.spec.backend.address:
+        patch.status.update(external_status(model, previous, _now()))
+        return
     # The Deployment as read before any write: its status is what the pods say (a new one has none yet);
     # the Deployment's and the pods' own events refresh the LocalModel's status from here on.
     patch.status.update(await _status(memo, body, model, namespace, existing.get("Deployment"), previous))
@@ -226,16 +220,6 @@ async def localmodel_autoscale(
         for gauge in (metrics.MODEL_LOAD, metrics.WANTED_REPLICAS):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, name)
-
-
-def _children(model: LocalModel, settings: OperatorSettings) -> list[dict[str, Any]]:
-    claim = build_cache_claim(model, settings)
-    return [*([claim] if claim else []), build_deployment(model, settings), build_service(model, settings)]
-
-
-def name_of(manifest: dict[str, Any]) -> str:
-    name: str = manifest["metadata"]["name"]
-    return name
 
 
 def _changed(current: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -68,6 +68,16 @@ class Kube:
         patch = self._method("patch", manifest["kind"])
         await patch(metadata["name"], metadata["namespace"], manifest, **SERVER_SIDE_APPLY)
 
+    async def delete(self, manifest: Manifest) -> None:
+        """Delete a child; what it owns (a Deployment's ReplicaSets and pods) goes by garbage collection."""
+        metadata = manifest["metadata"]
+        delete = self._method("delete", manifest["kind"])
+        try:
+            await delete(metadata["name"], metadata["namespace"], propagation_policy="Background")
+        except ApiException as error:
+            if error.status != 404:  # gone already: what was wanted
+                raise
+
     async def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
         """The pods matching `label_selector` (e.g. a LocalModel's `status.selector`), as plain dicts."""
         pods = await self._core.list_namespaced_pod(namespace, label_selector=label_selector)

@@ -2,20 +2,24 @@
 
 Comparing first keeps a restarted operator silent: objects that already match are not written again.
 "Matches" means every field the operator sets has the wanted value; fields the API server or other
-controllers add (defaults, status, annotations) are not the operator's business.
+controllers add (defaults, status, annotations) are not the operator's business. A child that is no
+longer wanted is deleted only where this LocalModel owns it: an object someone else made is left alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from localmodel_operator.builders import Unwanted
 
 Manifest = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Step:
-    action: Literal["create", "update", "keep"]
+    action: Literal["create", "update", "keep", "delete"]
     manifest: Manifest
     reason: str
 
@@ -24,9 +28,21 @@ class Step:
         return f"{self.manifest['kind']}/{self.manifest['metadata']['name']}"
 
 
-def plan(desired: list[Manifest], existing: dict[str, Manifest | None]) -> list[Step]:
-    """One step per desired object; `existing` is keyed by kind (None: absent)."""
+def plan(
+    desired: list[Manifest],
+    existing: dict[str, Manifest | None],
+    unwanted: Sequence[Unwanted] = (),
+    owner_uid: str | None = None,
+) -> list[Step]:
+    """One step per desired object, and a delete for each unwanted one that exists and `owner_uid` owns;
+    `existing` is keyed by kind (None: absent)."""
     steps = []
+    for gone in unwanted:
+        current = existing.get(gone.kind)
+        if current is not None and owner_uid is not None and owned_by(current, owner_uid):
+            namespace = current.get("metadata", {}).get("namespace")
+            target = {"kind": gone.kind, "metadata": {"name": gone.name, "namespace": namespace}}
+            steps.append(Step("delete", target, f"not wanted: {gone.reason}"))
     for manifest in desired:
         current = existing.get(manifest["kind"])
         if current is None:
@@ -36,6 +52,11 @@ def plan(desired: list[Manifest], existing: dict[str, Manifest | None]) -> list[
         else:
             steps.append(Step("keep", manifest, "as wanted"))
     return steps
+
+
+def owned_by(manifest: Manifest, owner_uid: str) -> bool:
+    owners = manifest.get("metadata", {}).get("ownerReferences") or []
+    return any(owner.get("uid") == owner_uid for owner in owners)
 
 
 def contains(actual: Any, wanted: Any) -> bool:

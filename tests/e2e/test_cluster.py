@@ -19,6 +19,7 @@ import pytest
 from tests.e2e.conftest import GEMMA_URL, Stack, eventually
 from tests.support.api_server import LOCALMODELS
 from tests.support.backend_status import running_requests
+from tests.support.fake_backend import start_fake_backend
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
@@ -128,6 +129,24 @@ async def test_deleting_the_model_stops_its_pods_and_the_router_forgets_it(stack
     with pytest.raises(openai.NotFoundError):
         await chat(stack, name)
     assert stack.cluster.child("apps/v1/deployments", name) is None  # garbage-collected with its owner
+
+
+async def test_switching_to_an_external_backend_stops_the_pods_and_routes_there(stack: Stack) -> None:
+    name = await stack.apply_example("cpu.yaml", replicas=1)
+    await stack.ready(name, 1)
+    await chat(stack, name)
+    server, port, _ = await start_fake_backend(text="from the external backend")
+    try:
+        await stack.cluster.patch_model(name, {"backend": {"address": f"127.0.0.1:{port}"}})
+        await eventually(
+            lambda: _async(not stack.node.pods_of(name) and not stack.node.processes_alive()),
+            "the model's pods stopped",
+        )
+        assert stack.cluster.child("apps/v1/deployments", name) is None
+        assert stack.cluster.child("v1/services", name) is None
+        await eventually(lambda: _answers(stack, name, "from the external backend"), "routed to it")
+    finally:
+        await server.stop(None)
 
 
 async def test_a_spec_edit_rolls_the_pods_without_a_failed_request(stack: Stack) -> None:
@@ -261,3 +280,10 @@ async def _has_endpoints(stack: Stack, model: str, count: int) -> bool:
     async with httpx.AsyncClient() as client:
         metrics = (await client.get(f"{stack.router.url}/metrics")).text
     return f'localmodel_router_endpoints{{model="{model}"}} {count}.0' in metrics
+
+
+async def _answers(stack: Stack, name: str, text: str) -> bool:
+    try:
+        return await chat(stack, name) == text
+    except openai.APIError:
+        return False  # the route is still the old one, which has no pods left

@@ -157,6 +157,22 @@ async def test_the_operator_is_granted_exactly_what_it_calls(
             await cluster.wait_for(
                 lambda: "4096" in str(cluster.child("apps/v1/deployments", "m")), "rolled", 30
             )
+            # ...an external backend: the operator deletes the children it no longer wants...
+            await cluster.patch_model("m", {"backend": {"address": "llm.example:50051"}})
+            await cluster.wait_for(
+                lambda: (
+                    not any(
+                        cluster.child(resource, name)
+                        for resource, name in (
+                            ("apps/v1/deployments", "m"),
+                            ("v1/services", "m"),
+                            ("v1/persistentvolumeclaims", "m-model-cache"),
+                        )
+                    )
+                ),
+                "children deleted",
+                30,
+            )
             await cluster.delete_model("m")  # ...and the end
             await asyncio.sleep(1)
     assert_exactly_granted(calls(cluster, ("kopf/", "OpenAPI-Generator/")), grants(objects, OPERATOR))

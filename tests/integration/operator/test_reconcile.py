@@ -159,3 +159,32 @@ async def test_a_per_model_cache_claim_is_created_and_owned(cluster: Cluster) ->
     assert claim["metadata"]["ownerReferences"][0]["name"] == "m"
     volumes = template(cluster)["spec"]["volumes"]
     assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "m-model-cache"}} in volumes
+
+
+async def test_switching_to_an_external_backend_deletes_the_deployment_and_service(served: Cluster) -> None:
+    await served.wait_for(lambda: served.child(DEPLOYMENTS, "m") and served.child(SERVICES, "m"), "children")
+    await served.patch_model("m", {"backend": {"address": "llm.example:50051"}})
+    await served.wait_for(
+        lambda: served.child(DEPLOYMENTS, "m") is None and served.child(SERVICES, "m") is None, "both deleted"
+    )
+    ready = lambda: condition(served.model("m"), "Ready").get("reason") == "ExternalBackend"  # noqa: E731
+    await served.wait_for(ready, "Ready as an external backend")
+    deleted = [message for reason, message in events(served) if reason == "Deleted"]
+    assert sorted(deleted) == [
+        f"{kind}/m: not wanted: the model is served by its external backend llm.example:50051"
+        for kind in ("Deployment", "Service")
+    ]
+
+
+async def test_a_cache_claim_no_longer_wanted_is_deleted(cluster: Cluster) -> None:
+    settings = OperatorSettings(model_cache=ModelCacheSettings(kind="pvc", size="5Gi"))
+    async with run_operator(settings):
+        await cluster.apply_model("m", SPEC)
+        await cluster.wait_for(lambda: cluster.child(CLAIMS, "m-model-cache"), "a claim")
+        # The file is now read from a claim of the user's: nothing is downloaded, no cache is wanted.
+        await cluster.patch_model("m", {"model": {"url": "pvc://models/m.gguf"}})
+        await cluster.wait_for(lambda: cluster.child(CLAIMS, "m-model-cache") is None, "the claim deleted")
+        volumes = template(cluster)["spec"]["volumes"]
+    users_claim = {"claimName": "models", "readOnly": True}
+    assert {"name": "model-source", "persistentVolumeClaim": users_claim} in volumes
+    assert "m-model-cache" not in str(volumes)

@@ -11,7 +11,13 @@ import pytest
 from localmodel.manifests import load_manifests, parse_manifest
 from localmodel.spec import LocalModel
 from localmodel_operator.accelerators import UnknownAcceleratorError
-from localmodel_operator.builders import build_cache_claim, build_deployment, build_service, selector_string
+from localmodel_operator.builders import (
+    build_cache_claim,
+    build_children,
+    build_deployment,
+    build_service,
+    selector_string,
+)
 from localmodel_operator.conditions import external_status
 from localmodel_operator.settings import ModelCacheSettings, OperatorSettings
 from tests.support.kube_schemas import assert_valid
@@ -163,6 +169,27 @@ def test_per_model_cache_claim() -> None:
     volumes = pod(build_deployment(built, settings))["volumes"]
     assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "m-model-cache"}} in volumes
     assert build_cache_claim(model(**SPECS["file-in-image"]), settings) is None
+
+
+def test_children_name_what_a_spec_does_not_want_and_why() -> None:
+    pvc = OperatorSettings(model_cache=CACHES["pvc"])
+    served = build_children(model(**SPECS["cpu"]), pvc)
+    assert [child["kind"] for child in served.wanted] == ["PersistentVolumeClaim", "Deployment", "Service"]
+    assert served.unwanted == []
+    external = build_children(model(backend={"address": "llm.example:50051"}), pvc)
+    assert external.wanted == []
+    assert external.names() == {"Deployment": "m", "Service": "m", "PersistentVolumeClaim": "m-model-cache"}
+    assert {gone.reason for gone in external.unwanted} == {
+        "the model is served by its external backend llm.example:50051"
+    }
+    in_claim = build_children(model(**SPECS["pvc-source"]), pvc)
+    assert [(gone.kind, gone.reason) for gone in in_claim.unwanted] == [
+        ("PersistentVolumeClaim", "the model source is not downloaded")
+    ]
+    no_claims = build_children(model(**SPECS["cpu"]), OperatorSettings())
+    assert [gone.reason for gone in no_claims.unwanted] == [
+        "the model cache is 'emptyDir', not a claim per model"
+    ]
 
 
 def test_a_vendor_without_profile_is_an_error_naming_the_field() -> None:

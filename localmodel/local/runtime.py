@@ -29,6 +29,7 @@ from localmodel_llamacpp.cpus import available_cpus
 from localmodel_router.app import create_app
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.discovery.local import LocalDiscovery
+from localmodel_router.discovery.routes import route_for
 from localmodel_router.load import ModelLoad
 from localmodel_router.settings import RouterSettings
 
@@ -61,18 +62,9 @@ def resolve_models(manifests: list[Manifest], cache: ModelCache) -> list[LocalSe
     return resolved
 
 
-def route_for(model: LocalModel, created: int) -> ModelRoute:
-    spec = model.spec
-    external = spec.backend.address
-    return ModelRoute(
-        name=model.served_name,
-        endpoints=(external,) if external else (),
-        aliases=tuple(spec.aliases),
-        max_tokens=spec.max_tokens,
-        created=created,
-        starting=not external and spec.initial_replicas > 0,
-        scales_from_zero=not external and spec.min_replicas == 0,
-    )
+def local_routes(models: list[LocalServedModel], created: int) -> list[ModelRoute]:
+    """Each model routed as the cluster's discovery routes it (the same function), stamped `created`."""
+    return [route_for(served.model, created=created) for served in models]
 
 
 def threads_per_backend(models: list[LocalServedModel], cpus: int) -> int | None:
@@ -101,10 +93,7 @@ async def run(models: list[LocalServedModel], settings: LocalSettings) -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 when a backend could not start."""
     load = ModelLoad()
     groups: dict[str, ModelGroup] = {}
-    created = int(time.time())
-    discovery = LocalDiscovery(
-        [route_for(served.model, created) for served in models], wake=lambda name: groups[name].wake()
-    )
+    discovery = LocalDiscovery(local_routes(models, int(time.time())), wake=lambda name: groups[name].wake())
     threads = threads_per_backend(models, available_cpus())
     if threads is not None:
         log.info("several backends share the CPUs: %d thread(s) each where a spec sets none", threads)

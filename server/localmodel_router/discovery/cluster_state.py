@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 from localmodel.crashes import without_output
 from localmodel.spec import MODEL_LABEL, LocalModel
 from localmodel_router.discovery import ModelRoute, RoutingTable
+from localmodel_router.discovery.routes import created_at, route_for
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class ClusterState:
         routes: dict[str, ModelRoute] = {}
         conflicts: set[Key] = set()
         # Oldest first: when two LocalModels claim one served name, the one that had it first keeps it.
-        for key, model in sorted(self._models.items(), key=lambda item: (_created(item[1]), item[0])):
+        for key, model in sorted(self._models.items(), key=lambda item: (created_at(item[1]), item[0])):
             name = model.served_name
             if name in routes:
                 conflicts.add(key)
@@ -117,31 +117,6 @@ class ClusterState:
         return found
 
 
-def route_for(
-    model: LocalModel, endpoints: tuple[str, ...], servable: bool = True, crash: str | None = None
-) -> ModelRoute:
-    """`servable`: False when the operator found the spec unservable (it starts nothing: never hold);
-    `crash`: why the operator says the model's pods crash (CrashLoopBackOff: held requests fail at once)."""
-    spec = model.spec
-    external = spec.backend.address
-    crashing = crash is not None and not endpoints and not external
-    return ModelRoute(
-        name=model.served_name,
-        endpoints=(external,) if external else endpoints,
-        aliases=tuple(spec.aliases),
-        max_tokens=spec.max_tokens,
-        created=int(_created(model)),
-        owned_by=model.metadata.namespace or "localmodel",
-        # No ready endpoint: wait if replicas are wanted (pods starting), or ask for one (minReplicas 0).
-        starting=servable and not external and spec.initial_replicas > 0,
-        scales_from_zero=servable and not external and spec.min_replicas == 0,
-        load_balancing=spec.load_balancing,
-        resource=f"{model.metadata.namespace}/{model.metadata.name}",
-        failure=crash if crashing else None,
-        failing_to_start=crashing,
-    )
-
-
 def ready_addresses(endpoint_slice: dict[str, Any]) -> list[str]:
     """`host:port` of each ready endpoint of a slice, on its gRPC port."""
     ports = [port for port in endpoint_slice.get("ports") or [] if port.get("port")]
@@ -164,14 +139,6 @@ def ready_addresses(endpoint_slice: dict[str, Any]) -> list[str]:
 def _key(item: dict[str, Any]) -> Key:
     metadata = item.get("metadata", {})
     return metadata.get("namespace") or "", metadata.get("name") or ""
-
-
-def _created(model: LocalModel) -> float:
-    stamp = (model.metadata.model_extra or {}).get("creationTimestamp")
-    try:
-        return datetime.fromisoformat(str(stamp)).timestamp() if stamp else 0.0
-    except ValueError:
-        return 0.0
 
 
 def _ready_reason(status: Any, reason: str) -> str | None:

@@ -18,7 +18,9 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import assert_never
 
 import httpx
 from filelock import FileLock
@@ -65,23 +67,28 @@ def fetch(
     source: Source, cache: ModelCache, sha256: str | None = None, hf_endpoint: str | None = None
 ) -> Path:
     """The local path of the source's file, downloading and verifying it first where needed."""
-    if isinstance(source, FileSource):
-        return _local_file(source, sha256, cache)
-    if isinstance(source, PvcSource):
-        raise FetchError(
-            f"{source.url}: pvc:// sources are mounted in a cluster; on one machine use a file: URL instead"
-        )
+    # The one place a source's type decides how its file is had (mypy checks every type has a case).
+    match source:
+        case FileSource():
+            return _local_file(source, sha256, cache)
+        case PvcSource():
+            raise FetchError(
+                f"{source.url}: pvc:// sources are mounted in a cluster; "
+                "on one machine use a file: URL instead"
+            )
+        case HttpSource():
+            download = partial(_download, source, cache, sha256)
+        case HuggingFaceSource():
+            download = partial(_from_hugging_face, source, cache, sha256, hf_endpoint)
+        case _:
+            assert_never(source)
     target = cache.source_path(source)
     if sha256 is not None and cache.blob_path(sha256).is_file():
         _link(target, cache.blob_path(sha256))  # the same bytes came from another URL already
         return target
     if sha256 is None and target.is_file():
         return target  # verified when it was first fetched; without a checksum there is nothing more to check
-    if isinstance(source, HttpSource):
-        blob = _download(source, cache, sha256)
-    else:
-        blob = _from_hugging_face(source, cache, sha256, hf_endpoint)
-    _link(target, blob)
+    _link(target, download())
     return target
 
 

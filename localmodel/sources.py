@@ -1,7 +1,9 @@
 """Model URLs parsed once into typed sources: `file:`, `http(s)://`, `hf://` and `pvc://`.
 
-Each source knows its canonical URL (the cache key) and the file name it delivers; the fetcher and the
-operator's pod builder decide per type what to do with it.
+Each source knows its canonical URL (the cache key), the file name it delivers, whether it is downloaded
+(fetched into the model cache before use) or read where it is, and where that is (a path, a claim). How
+to download, and what volumes a pod needs, stay with the fetcher and the operator's pod builder: those
+are their jobs, in their terms (HTTP, mount points), not facts about a URL.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
 
@@ -21,6 +24,7 @@ class FileSource:
     """A file on this machine (local mode) or inside the backend container (cluster)."""
 
     path: Path
+    downloads: ClassVar[bool] = False
 
     @property
     def url(self) -> str:
@@ -33,7 +37,10 @@ class FileSource:
 
 @dataclass(frozen=True)
 class HttpSource:
+    """A file any HTTP(S) client can GET."""
+
     url: str
+    downloads: ClassVar[bool] = True
 
     @property
     def filename(self) -> str:
@@ -47,6 +54,7 @@ class HuggingFaceSource:
     repo_id: str
     path_in_repo: str
     revision: str = "main"
+    downloads: ClassVar[bool] = True
 
     @property
     def url(self) -> str:
@@ -63,7 +71,8 @@ class PvcSource:
     """A file on a PersistentVolumeClaim; only a cluster can mount it."""
 
     claim: str
-    path: str
+    path: str  # inside the claim, relative; never leaves it (no `..`)
+    downloads: ClassVar[bool] = False
 
     @property
     def url(self) -> str:
@@ -74,6 +83,8 @@ class PvcSource:
         return PurePosixPath(self.path).name
 
 
+# `downloads`: fetched into the model cache before use (in a cluster, by an init container into the cache
+# volume); the others are read where they are, and only checked against their sha256.
 Source = FileSource | HttpSource | HuggingFaceSource | PvcSource
 
 

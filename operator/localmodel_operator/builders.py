@@ -4,14 +4,15 @@ Children share the LocalModel's name and namespace: a Deployment of backend pods
 named `grpc` selecting them, and (model cache `pvc`) a PersistentVolumeClaim for the model file. The
 backend container runs exactly the spec → command function's arguments (local mode runs the same).
 What a spec does not want (an external backend wants none of them) is named too, so that one left from
-an earlier spec is deleted.
+an earlier spec is deleted. The model URL is parsed once, in `build_children`, and the typed source
+passed down; `_model_file` is the one place its type decides the pod's volumes and init container.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, assert_never
 
 from localmodel.command import backend_command
 from localmodel.fetch import ModelCache
@@ -77,8 +78,9 @@ def build_children(model: LocalModel, settings: OperatorSettings) -> Children:
         why = f"the model is served by its external backend {model.spec.backend.address}"
         kinds = {"Deployment": name, "Service": name, "PersistentVolumeClaim": cache_claim_name(model)}
         return Children([], [Unwanted(kind, child, why) for kind, child in kinds.items()])
-    wanted = [build_deployment(model, settings), build_service(model, settings)]
-    claim = build_cache_claim(model, settings)
+    source = model_source(model)
+    wanted = [build_deployment(model, source, settings), build_service(model, settings)]
+    claim = build_cache_claim(model, source, settings)
     if claim is not None:
         return Children([claim, *wanted], [])
     why = (
@@ -89,11 +91,17 @@ def build_children(model: LocalModel, settings: OperatorSettings) -> Children:
     return Children(wanted, [Unwanted("PersistentVolumeClaim", cache_claim_name(model), why)])
 
 
-def build_deployment(model: LocalModel, settings: OperatorSettings) -> Manifest:
+def model_source(model: LocalModel) -> Source:
+    """The spec's model URL as a typed source; raises SourceError (an invalid spec) for a bad URL."""
+    assert model.spec.model is not None, "an external backend has no model source"  # callers check first
+    # Relative file: paths mean the backend container's root; there is no manifest folder in a cluster.
+    return parse_source(model.spec.model.url, base_dir=Path("/"))
+
+
+def build_deployment(model: LocalModel, source: Source, settings: OperatorSettings) -> Manifest:
+    """The backend pods' Deployment; `source` is `model_source(model)`."""
     spec = model.spec
     where = placement(spec, settings)
-    assert spec.model is not None, "an external backend has no Deployment"  # callers check first
-    source = parse_source(spec.model.url, base_dir=Path("/"))
     model_path, volumes, mounts, init_containers = _model_file(model, source, settings, where.image)
     command = backend_command(spec, model_path, f"0.0.0.0:{settings.grpc_port}")
     port = settings.grpc_port
@@ -169,10 +177,10 @@ def build_service(model: LocalModel, settings: OperatorSettings) -> Manifest:
     }
 
 
-def build_cache_claim(model: LocalModel, settings: OperatorSettings) -> Manifest | None:
+def build_cache_claim(model: LocalModel, source: Source, settings: OperatorSettings) -> Manifest | None:
     """The per-model PersistentVolumeClaim (model cache `pvc` and a source that is downloaded), else None."""
     cache = settings.model_cache
-    if cache.kind != "pvc" or not _downloads(model):
+    if cache.kind != "pvc" or not source.downloads:
         return None
     claim: Manifest = {
         "apiVersion": "v1",
@@ -189,36 +197,32 @@ def cache_claim_name(model: LocalModel) -> str:
     return f"{model.metadata.name[:51]}-model-cache"
 
 
-def _downloads(model: LocalModel) -> bool:
-    source = model.spec.model
-    return source is not None and parse_source(source.url, Path("/")).__class__ in (
-        HttpSource,
-        HuggingFaceSource,
-    )
-
-
 def _model_file(
     model: LocalModel, source: Source, settings: OperatorSettings, image: str
 ) -> tuple[str, list[Manifest], list[Manifest], list[Manifest]]:
-    """(path of the model in the backend container, volumes, backend mounts, init containers) per source."""
+    """(path of the model in the backend container, volumes, backend mounts, init containers) per source.
+
+    The one place a source's type decides the pod's layout (mypy checks every type has a case).
+    """
     assert model.spec.model is not None
     sha256 = model.spec.model.sha256
-    cache_volume = _cache_volume(model, settings)
     cache_mount = {"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT}
-    if isinstance(source, (HttpSource, HuggingFaceSource)):
-        path = str(ModelCache(Path(CACHE_MOUNT)).source_path(source))
-        fetch = _fetch_container(model, source.url, sha256, image, [cache_mount])
-        return path, [cache_volume], [{**cache_mount, "readOnly": True}], [fetch]
-    if isinstance(source, PvcSource):
-        path = str(PurePosixPath(PVC_MOUNT) / source.path)
-        volume = {
-            "name": SOURCE_VOLUME,
-            "persistentVolumeClaim": {"claimName": source.claim, "readOnly": True},
-        }
-        mount = {"name": SOURCE_VOLUME, "mountPath": PVC_MOUNT, "readOnly": True}
-    else:
-        assert isinstance(source, FileSource)
-        path, volume, mount = str(source.path), None, None  # a file in the image (or a volume the user adds)
+    volume: Manifest | None
+    mount: Manifest | None
+    match source:
+        case HttpSource() | HuggingFaceSource():
+            # `source.downloads`: an init container fetches it into the cache before the backend starts.
+            path = str(ModelCache(Path(CACHE_MOUNT)).source_path(source))
+            fetch = _fetch_container(model, source.url, sha256, image, [cache_mount])
+            return path, [_cache_volume(model, settings)], [{**cache_mount, "readOnly": True}], [fetch]
+        case PvcSource(claim=claim, path=in_claim):
+            path = str(PurePosixPath(PVC_MOUNT) / in_claim)
+            volume = {"name": SOURCE_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            mount = {"name": SOURCE_VOLUME, "mountPath": PVC_MOUNT, "readOnly": True}
+        case FileSource():
+            path, volume, mount = str(source.path), None, None  # in the image (or a volume the user adds)
+        case _:
+            assert_never(source)
     if sha256 is None:
         return path, [volume] if volume else [], [mount] if mount else [], []
     # Checked before the backend starts, like a download; the cache volume only keeps the verification stamp.

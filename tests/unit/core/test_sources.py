@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,18 @@ def test_cache_key_is_stable_per_source() -> None:
     main = parse_source("hf://org/repo/m.gguf")
     assert cache_key(main) == cache_key(parse_source("hf://org/repo@main/m.gguf"))
     assert cache_key(main) != cache_key(parse_source("hf://org/repo@v2/m.gguf"))
+
+
+@pytest.mark.parametrize(
+    ("url", "downloads"),
+    [
+        ("file:///m.gguf", False),
+        ("https://host/m.gguf", True),
+        ("hf://org/repo/m.gguf", True),
+        ("pvc://c/m.gguf", False),
+    ],
+)
+def test_each_type_says_whether_it_is_downloaded(url: str, downloads: bool) -> None:
+    source = parse_source(url)
+    assert source.downloads is downloads and type(source).downloads is downloads
+    assert "downloads" not in {field.name for field in fields(source)}  # a fact of the type, not of a URL

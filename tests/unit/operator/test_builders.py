@@ -16,6 +16,7 @@ from localmodel_operator.builders import (
     build_children,
     build_deployment,
     build_service,
+    model_source,
     selector_string,
 )
 from localmodel_operator.conditions import external_status
@@ -51,6 +52,14 @@ SPECS = {
 CACHES = {"emptyDir": ModelCacheSettings(), "pvc": ModelCacheSettings(kind="pvc", storage_class_name="fast")}
 
 
+def deployment_of(built: LocalModel, settings: OperatorSettings) -> dict[str, Any]:
+    return build_deployment(built, model_source(built), settings)
+
+
+def claim_of(built: LocalModel, settings: OperatorSettings) -> dict[str, Any] | None:
+    return build_cache_claim(built, model_source(built), settings)
+
+
 def pod(deployment: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
     return spec
@@ -61,8 +70,8 @@ def pod(deployment: dict[str, Any]) -> dict[str, Any]:
 def test_every_manifest_is_a_valid_kubernetes_object(case: str, cache: str) -> None:
     settings = OperatorSettings(model_cache=CACHES[cache])
     built = model(**SPECS[case])
-    manifests = [build_deployment(built, settings), build_service(built, settings)]
-    claim = build_cache_claim(built, settings)
+    manifests = [deployment_of(built, settings), build_service(built, settings)]
+    claim = claim_of(built, settings)
     manifests += [claim] if claim else []
     for manifest in manifests:
         assert_valid(manifest)
@@ -82,9 +91,9 @@ def test_every_example_builds_valid_kubernetes_objects(path: Path, cache: str) -
             status = external_status(built, [], datetime.now(UTC))
             assert (status["summary"], status["replicas"]) == ("External", 0)
             continue
-        claim = build_cache_claim(built, settings)
+        claim = claim_of(built, settings)
         for child in [
-            build_deployment(built, settings),
+            deployment_of(built, settings),
             build_service(built, settings),
             *([claim] if claim else []),
         ]:
@@ -92,7 +101,7 @@ def test_every_example_builds_valid_kubernetes_objects(path: Path, cache: str) -
 
 
 def test_cpu_backend_runs_the_spec_command_with_probes_and_a_locked_down_pod() -> None:
-    deployment = build_deployment(model(**SPECS["cpu"]), OperatorSettings())
+    deployment = deployment_of(model(**SPECS["cpu"]), OperatorSettings())
     (backend,) = pod(deployment)["containers"]
     assert backend["args"][:4] == ["--addr", "0.0.0.0:50051", "--model", backend["args"][3]]
     assert backend["args"][3].startswith("/models/sources/") and backend["args"][3].endswith("/m.gguf")
@@ -118,7 +127,7 @@ def test_cpu_backend_runs_the_spec_command_with_probes_and_a_locked_down_pod() -
 
 
 def test_one_nvidia_gpu_gets_the_device_limit_toleration_and_cuda_image() -> None:
-    deployment = build_deployment(model(**SPECS["nvidia"]), OperatorSettings())
+    deployment = deployment_of(model(**SPECS["nvidia"]), OperatorSettings())
     (backend,) = pod(deployment)["containers"]
     assert backend["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert backend["image"].endswith("-cuda")
@@ -133,7 +142,7 @@ def test_custom_pool_selector_and_tolerations_add_to_the_profile() -> None:
     settings = OperatorSettings()
     settings.accelerators["amd"].node_selector["gpu-vendor"] = "amd"
     settings.accelerators["amd"].runtime_class_name = "rocm"
-    deployment = build_deployment(model(**SPECS["gpu-pool"]), settings)
+    deployment = deployment_of(model(**SPECS["gpu-pool"]), settings)
     spec = pod(deployment)
     assert spec["nodeSelector"] == {"gpu-vendor": "amd", "pool": "mi300"}
     assert [t["key"] for t in spec["tolerations"]] == ["amd.com/gpu", "dedicated"]
@@ -142,7 +151,7 @@ def test_custom_pool_selector_and_tolerations_add_to_the_profile() -> None:
 
 
 def test_pvc_source_is_mounted_read_only_and_verified() -> None:
-    deployment = build_deployment(model(**SPECS["pvc-source"]), OperatorSettings())
+    deployment = deployment_of(model(**SPECS["pvc-source"]), OperatorSettings())
     spec = pod(deployment)
     assert {
         "name": "model-source",
@@ -154,7 +163,7 @@ def test_pvc_source_is_mounted_read_only_and_verified() -> None:
 
 
 def test_file_in_the_image_needs_no_init_container_or_cache() -> None:
-    spec = pod(build_deployment(model(**SPECS["file-in-image"]), OperatorSettings()))
+    spec = pod(deployment_of(model(**SPECS["file-in-image"]), OperatorSettings()))
     assert "initContainers" not in spec
     assert spec["containers"][0]["args"][3] == "/opt/models/m.gguf"
     assert [volume["name"] for volume in spec["volumes"]] == ["tmp"]
@@ -163,12 +172,12 @@ def test_file_in_the_image_needs_no_init_container_or_cache() -> None:
 def test_per_model_cache_claim() -> None:
     settings = OperatorSettings(model_cache=CACHES["pvc"])
     built = model(**SPECS["cpu"])
-    claim = build_cache_claim(built, settings)
+    claim = claim_of(built, settings)
     assert claim is not None and claim["metadata"]["name"] == "m-model-cache"
     assert claim["spec"]["storageClassName"] == "fast"
-    volumes = pod(build_deployment(built, settings))["volumes"]
+    volumes = pod(deployment_of(built, settings))["volumes"]
     assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "m-model-cache"}} in volumes
-    assert build_cache_claim(model(**SPECS["file-in-image"]), settings) is None
+    assert claim_of(model(**SPECS["file-in-image"]), settings) is None
 
 
 def test_children_name_what_a_spec_does_not_want_and_why() -> None:
@@ -198,4 +207,17 @@ def test_a_vendor_without_profile_is_an_error_naming_the_field() -> None:
     with pytest.raises(
         UnknownAcceleratorError, match=r"spec.resources.gpu.vendor 'intel': no accelerator profile"
     ):
-        build_deployment(model(resources={"gpu": {"vendor": "intel"}}), settings)
+        deployment_of(model(resources={"gpu": {"vendor": "intel"}}), settings)
+
+
+@pytest.mark.parametrize("case", SPECS)
+def test_a_cache_claim_exactly_when_the_pod_downloads_into_it(case: str) -> None:
+    settings = OperatorSettings(model_cache=CACHES["pvc"])
+    built = model(**SPECS[case])
+    source = model_source(built)
+    spec = pod(build_deployment(built, source, settings))
+    claimed = {"name": "model-cache", "persistentVolumeClaim": {"claimName": "m-model-cache"}} in spec[
+        "volumes"
+    ]
+    fetched = [init["args"][1] for init in spec.get("initContainers", [])] == [source.url]
+    assert (build_cache_claim(built, source, settings) is not None) == source.downloads == claimed == fetched

@@ -88,8 +88,10 @@ def test_prompt_cache_option() -> None:
 
 
 def test_unknown_backend_options_are_ignored() -> None:
-    # LocalAI passes options meant for other backends; they must not fail the load.
-    assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=["use_jinja:true"]))
+    # LocalAI passes options meant for other backends; they must not fail the load, nor change it.
+    plain = load_config(backend_pb2.ModelOptions(model_file="/m.gguf"))
+    options = ["use_jinja:true", "gpu:yes"]
+    assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=options)) == plain
 
 
 def test_sampling_zero_means_default() -> None:

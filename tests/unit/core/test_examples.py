@@ -11,9 +11,13 @@ from scripts.test_models import MODELS
 EXAMPLES = Path(__file__).parents[3] / "examples"
 
 
-def test_every_example_is_a_valid_local_model() -> None:
-    manifests = load_manifests([EXAMPLES])
-    assert manifests, "examples/ holds manifests"
+def test_every_example_file_holds_valid_local_models_with_distinct_names() -> None:
+    files = sorted(EXAMPLES.glob("*.yaml"))
+    manifests = load_manifests([EXAMPLES])  # raises ManifestError naming the file and field if one is bad
+    assert {manifest.path for manifest in manifests} == set(files)  # none skipped, none empty
+    names = [manifest.model.metadata.name for manifest in manifests]
+    assert len(names) == len(set(names))
+    assert all(m.model.spec.model is not None or m.model.spec.backend.address for m in manifests)
 
 
 def test_the_local_example_names_the_file_setup_fetches() -> None:

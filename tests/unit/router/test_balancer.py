@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tracemalloc
 from collections import Counter
 
 from localmodel.spec import BalancingStrategy, LoadBalancing
@@ -90,11 +91,16 @@ def test_prefix_hash_retry_excludes_the_failed_replica_without_moving_other_keys
     assert lease is not None and lease.address != home
 
 
-def test_rings_kept_are_bounded() -> None:
+def test_a_ring_dropped_from_the_bounded_store_is_rebuilt_with_the_same_owners() -> None:
     balancer = Balancer()
-    for n in range(MAX_RINGS * 2):
-        _owner(balancer, "x", [f"10.1.{n}.1:1", f"10.1.{n}.2:1"])
-    assert len(balancer._rings) == MAX_RINGS
+    sets = [[f"10.1.{n}.{host}:1" for host in range(1, 5)] for n in range(MAX_RINGS * 2)]
+    keys = [f"conversation {n}" for n in range(16)]
+    before = [[_owner(balancer, key, endpoints) for key in keys] for endpoints in sets[:4]]
+    for endpoints in sets:  # more endpoint sets than are kept: the first ones' rings are dropped
+        _owner(balancer, "churn", endpoints)
+    after = [[_owner(balancer, key, endpoints) for key in keys] for endpoints in sets[:4]]
+    assert after == before  # a replica set seen again routes every conversation home as before
+    assert all(len(set(owners)) > 1 for owners in before)  # and the keys do spread
 
 
 def test_least_outstanding_ignores_the_key() -> None:
@@ -121,3 +127,21 @@ def test_prefix_key_is_system_prompt_plus_start_of_first_user_message() -> None:
     assert prefix_key(first_turn, 10) == prefix_key(later_turn, 10)
     assert prefix_key(first_turn, 10) != prefix_key(_options(("system", "be brief"), ("user", "hello")), 10)
     assert prefix_key(_options(prompt="Once upon a time"), 4) == "Once"
+
+
+def test_memory_stays_flat_however_many_endpoint_sets_come_and_go() -> None:
+    balancer = Balancer()
+
+    def churn(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            _owner(balancer, "x", [f"10.{n // 250}.{n % 250}.{host}:1" for host in range(1, 5)])
+
+    tracemalloc.start()
+    try:
+        churn(0, MAX_RINGS * 2)
+        settled = tracemalloc.get_traced_memory()[0]
+        churn(MAX_RINGS * 2, MAX_RINGS * 4)  # each set's ring is tens of KiB: unbounded, this adds MiBs
+        grown = tracemalloc.get_traced_memory()[0] - settled
+    finally:
+        tracemalloc.stop()
+    assert grown < 256 * 1024, f"{grown} bytes more after {MAX_RINGS * 4} more endpoint sets"

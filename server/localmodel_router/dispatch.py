@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import grpc
@@ -54,16 +55,11 @@ class Dispatcher:
     async def unary(self, route: ModelRoute, call: Call[T], key: str | None = None) -> T:
         """Run a unary backend call (`call(stub, timeout)`) on a replica, retrying unreachable ones;
         `key`: the request's prefix key (prefix-hash balancing)."""
-        with self._load.track(route.name):
-            route = await self._hold.ready(route)
-            async with self._admission.admit(route.name):
-                with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
-                    timeout = self._timeout
-                    result, lease = await self._on_reachable_replica(
-                        route, lambda stub: call(stub, timeout), key
-                    )
-                    lease.release()
-                    return result
+        async with self._admitted(route) as route:
+            timeout = self._timeout
+            result, lease = await self._on_reachable_replica(route, lambda stub: call(stub, timeout), key)
+            lease.release()
+            return result
 
     async def predict(self, route: ModelRoute, request: backend_pb2.PredictOptions) -> backend_pb2.Reply:
         """A whole generation (Predict), its tokens counted."""
@@ -98,29 +94,35 @@ class Dispatcher:
                 raise BackendError(f"model '{route.name}': the backend ended the stream without a reply")
             return call, first
 
+        async with self._admitted(route) as route:
+            started = time.perf_counter()
+            (call, first), lease = await self._on_reachable_replica(
+                route, open_stream, self._key(route, request)
+            )
+            try:
+                metrics.TIME_TO_FIRST_TOKEN_SECONDS.labels(route.name).observe(time.perf_counter() - started)
+                last = first
+                yield first
+                while (reply := await call.read()) is not grpc.aio.EOF:
+                    last = reply
+                    yield reply
+                self._count_tokens(route, last)
+            except grpc.aio.AioRpcError as error:
+                raise self._failed(route, error) from error
+            finally:
+                call.cancel()  # a no-op when the stream ended; stops generation when the client left
+                lease.release()
+
+    @asynccontextmanager
+    async def _admitted(self, route: ModelRoute) -> AsyncIterator[ModelRoute]:
+        """The guard around every backend call, yielding the ready route: the request counts as the
+        model's load from arrival (held or waiting, the model is not idle), waits for the model to be
+        ready, is admitted, then counts as in flight."""
         with self._load.track(route.name):
             route = await self._hold.ready(route)
             async with self._admission.admit(route.name):
                 with metrics.IN_FLIGHT.labels(route.name).track_inprogress():
-                    started = time.perf_counter()
-                    (call, first), lease = await self._on_reachable_replica(
-                        route, open_stream, self._key(route, request)
-                    )
-                    try:
-                        metrics.TIME_TO_FIRST_TOKEN_SECONDS.labels(route.name).observe(
-                            time.perf_counter() - started
-                        )
-                        last = first
-                        yield first
-                        while (reply := await call.read()) is not grpc.aio.EOF:
-                            last = reply
-                            yield reply
-                        self._count_tokens(route, last)
-                    except grpc.aio.AioRpcError as error:
-                        raise self._failed(route, error) from error
-                    finally:
-                        call.cancel()  # a no-op when the stream ended; stops generation when the client left
-                        lease.release()
+                    yield route
 
     async def _on_reachable_replica(
         self,

@@ -36,10 +36,6 @@ class AuthenticationError(RouterError):
     status, type, code = 401, "invalid_request_error", "invalid_api_key"
 
 
-class PermissionDeniedError(RouterError):
-    status, type, code = 403, "invalid_request_error", "model_not_allowed"
-
-
 class ModelNotFoundError(RouterError):
     status, type, code = 404, "invalid_request_error", "model_not_found"
 

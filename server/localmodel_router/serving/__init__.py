@@ -9,6 +9,10 @@ from typing import TypeVar
 from localmodel_router.discovery import Discovery
 from localmodel_router.dispatch import Dispatcher
 from localmodel_router.errors import BadRequestError
+from localmodel_router.protocol.chat import ChatCompletionChunk
+from localmodel_router.protocol.common import GenerationRequest, usage
+from localmodel_router.protocol.completions import Completion
+from localmodel_router.streaming import event
 
 T = TypeVar("T")
 
@@ -53,3 +57,19 @@ class Service:
         if count > self._max_inputs:
             message = f"{param}: at most {self._max_inputs} per request, got {count}"
             raise BadRequestError(message, param=param)
+
+
+def usage_event(
+    request: GenerationRequest,
+    chunk_type: type[ChatCompletionChunk] | type[Completion],
+    completion_id: str,
+    created: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> str | None:
+    """The stream's last event when the client asked for usage (`stream_options.include_usage`): no
+    choices, the whole request's tokens; None when it did not ask."""
+    if not (request.stream_options and request.stream_options.include_usage):
+        return None
+    tokens = usage(prompt_tokens, completion_tokens)
+    return event(chunk_type(id=completion_id, created=created, model=request.model, choices=[], usage=tokens))

@@ -17,7 +17,7 @@ from localmodel_router.protocol.chat import (
     ToolCallDelta,
 )
 from localmodel_router.protocol.common import FinishReason, new_id, now, usage
-from localmodel_router.serving import Service
+from localmodel_router.serving import Service, usage_event
 from localmodel_router.streaming import event
 
 if TYPE_CHECKING:
@@ -87,13 +87,8 @@ class ChatService(Service):
             elif answer:
                 yield chunk(ChatDelta(content=answer))
         yield chunk(ChatDelta(), finish)
-        if request.stream_options and request.stream_options.include_usage:
-            yield event(
-                ChatCompletionChunk(
-                    id=completion_id,
-                    created=created,
-                    model=request.model,
-                    choices=[],
-                    usage=usage(last.prompt_tokens, last.tokens),
-                )
-            )
+        tokens = usage_event(
+            request, ChatCompletionChunk, completion_id, created, last.prompt_tokens, last.tokens
+        )
+        if tokens is not None:
+            yield tokens

@@ -10,7 +10,7 @@ from localmodel_router import translate
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.protocol.common import FinishReason, new_id, now, usage
 from localmodel_router.protocol.completions import Completion, CompletionChoice, CompletionRequest
-from localmodel_router.serving import Service
+from localmodel_router.serving import Service, usage_event
 from localmodel_router.streaming import event
 
 if TYPE_CHECKING:
@@ -74,13 +74,6 @@ class CompletionService(Service):
             yield chunk(index, "", translate.finish_reason(last))
             prompt_tokens += last.prompt_tokens
             completion_tokens += last.tokens
-        if request.stream_options and request.stream_options.include_usage:
-            yield event(
-                Completion(
-                    id=completion_id,
-                    created=created,
-                    model=request.model,
-                    choices=[],
-                    usage=usage(prompt_tokens, completion_tokens),
-                )
-            )
+        tokens = usage_event(request, Completion, completion_id, created, prompt_tokens, completion_tokens)
+        if tokens is not None:
+            yield tokens

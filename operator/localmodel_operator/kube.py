@@ -12,6 +12,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from localmodel import kubeclient
+from localmodel.endpoint_slices import ready_addresses
 from localmodel.spec import API_GROUP
 
 FIELD_MANAGER = "localmodel-operator"
@@ -121,16 +122,9 @@ class Kube:
             labels = endpoint_slice.metadata.labels or {}
             if labels.get("kubernetes.io/service-name") != service:
                 continue  # selectors are filtered here too
-            ports = [p.port for p in endpoint_slice.ports or [] if p.name == port_name and p.port]
-            for endpoint in endpoint_slice.endpoints or []:
-                if (
-                    ports
-                    and endpoint.addresses
-                    and (endpoint.conditions is None or endpoint.conditions.ready is not False)
-                ):
-                    host = endpoint.addresses[0]
-                    host = f"[{host}]" if endpoint_slice.address_type == "IPv6" else host
-                    urls.append(f"http://{host}:{ports[0]}")
+            urls += [
+                f"http://{address}" for address in ready_addresses(self._plain(endpoint_slice), port_name)
+            ]
         return urls
 
     def _plain(self, typed: Any) -> Manifest:

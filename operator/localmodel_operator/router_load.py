@@ -13,6 +13,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
+from pydantic import ValidationError
+
+from localmodel.load_report import LoadReport
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +29,12 @@ class RouterLoad:
         find_urls: Callable[[], Awaitable[list[str]]] | None,
         max_age: float,
         timeout: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,  # tests answer without a server
     ) -> None:
         self._urls = list(urls)
         self._find_urls = find_urls
         self._max_age = max_age
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
         self._lock = asyncio.Lock()
         self._read_at = -float("inf")
         self._load: Load | None = None
@@ -62,11 +66,13 @@ class RouterLoad:
         try:
             response = await self._client.get(f"{url.rstrip('/')}/load")
             response.raise_for_status()
-            return {
-                entry["localModel"]: float(entry["active"])
-                for entry in response.json()["models"]
-                if entry.get("localModel")
-            }
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+            report = LoadReport.model_validate_json(response.content)
+        except httpx.HTTPError as error:
             log.warning("router %s: no load report (%s)", url, error)
             return None
+        except ValidationError as error:  # no report this operator can read: as good as no answer
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the body"
+            log.warning("router %s: malformed load report (%s: %s)", url, where, first["msg"])
+            return None
+        return {entry.local_model: float(entry.active) for entry in report.models if entry.local_model}

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from localmodel.crashes import without_output
+from localmodel.endpoint_slices import ready_addresses
 from localmodel.spec import MODEL_LABEL, LocalModel
 from localmodel_router.discovery import ModelRoute, RoutingTable
 from localmodel_router.discovery.routes import created_at, route_for
@@ -113,27 +114,11 @@ class ClusterState:
             model = labels[MODEL_LABEL]
             if labels.get(SERVICE_NAME_LABEL, model) != model:
                 continue  # a slice of some other Service that copied the label
-            found.setdefault((namespace, model), set()).update(ready_addresses(item))
+            found.setdefault((namespace, model), set()).update(
+                # A slice with one port (a Service of the user's, say) is read on it, whatever its name.
+                ready_addresses(item, GRPC_PORT_NAME, sole_port_fallback=True)
+            )
         return found
-
-
-def ready_addresses(endpoint_slice: dict[str, Any]) -> list[str]:
-    """`host:port` of each ready endpoint of a slice, on its gRPC port."""
-    ports = [port for port in endpoint_slice.get("ports") or [] if port.get("port")]
-    named = [port for port in ports if port.get("name") == GRPC_PORT_NAME]
-    if not named and len(ports) != 1:
-        return []
-    port = (named or ports)[0]["port"]
-    ipv6 = endpoint_slice.get("addressType") == "IPv6"
-    addresses = []
-    for endpoint in endpoint_slice.get("endpoints") or []:
-        conditions = endpoint.get("conditions") or {}
-        # The API says: an unset `ready` means unknown, to be read as ready. Terminating is never ready.
-        if conditions.get("ready") is False or conditions.get("terminating") is True:
-            continue
-        for address in (endpoint.get("addresses") or [])[:1]:  # all addresses of an endpoint are one pod
-            addresses.append(f"[{address}]:{port}" if ipv6 else f"{address}:{port}")
-    return addresses
 
 
 def _key(item: dict[str, Any]) -> Key:

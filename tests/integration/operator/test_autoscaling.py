@@ -87,15 +87,24 @@ async def test_no_answer_from_the_routers_means_no_scaling(cluster: Cluster) -> 
 
 
 async def test_every_ready_router_replica_behind_the_service_is_summed(cluster: Cluster) -> None:
-    first, second, gone = StandInRouter(), StandInRouter(), StandInRouter()
-    async with first.serving(), second.serving(), gone.serving():
-        for router in (first, second, gone):
+    first, second, gone, leaving = StandInRouter(), StandInRouter(), StandInRouter(), StandInRouter()
+    async with first.serving(), second.serving(), gone.serving(), leaving.serving():
+        for router in (first, second, gone, leaving):
             router.active = 2
             await cluster.set_endpoint("router", f"127.0.0.1:{router.port}", port_name="http")
         await cluster.set_endpoint("router", f"127.0.0.1:{gone.port}", ready=False, port_name="http")
+        # Terminating but still ready, as a Service publishing not-ready addresses shows a leaving pod.
+        await cluster.server.patch(
+            f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/router-{leaving.port}",
+            json={
+                "endpoints": [
+                    {"addresses": ["127.0.0.1"], "conditions": {"ready": True, "terminating": True}}
+                ]
+            },
+        )
         async with run_operator(autoscaled(router_service=f"{NAMESPACE}/router")):
             await cluster.apply_model("m", SCALED)
-            # 2 + 2 from the ready replicas (the not-ready one is not asked): 2 replicas.
+            # 2 + 2 from the ready replicas (the not-ready and the terminating one are not asked).
             await cluster.wait_for(lambda: replicas(cluster) == 2, "scaled to 2")
             await asyncio.sleep(0.5)
             assert replicas(cluster) == 2

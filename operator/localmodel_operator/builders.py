@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, assert_never
+from typing import assert_never
 
 from localmodel.command import backend_command
 from localmodel.fetch import ModelCache
 from localmodel.sources import FileSource, HttpSource, HuggingFaceSource, PvcSource, Source, parse_source
 from localmodel.spec import MODEL_LABEL, LocalModel
 from localmodel_operator.accelerators import placement
+from localmodel_operator.objects import KubeObject
 from localmodel_operator.settings import OperatorSettings
 
 CACHE_MOUNT = "/models"
@@ -26,8 +27,6 @@ PVC_MOUNT = "/mnt/model-source"
 CACHE_VOLUME, SOURCE_VOLUME, TMP_VOLUME = "model-cache", "model-source", "tmp"
 NON_ROOT_UID = 65532  # the backend image's user
 BACKEND_CONTAINER = "backend"  # the pod's one container (pod_crashes.py reads its status by this name)
-
-Manifest = dict[str, Any]
 
 
 def labels(model: LocalModel) -> dict[str, str]:
@@ -63,7 +62,7 @@ class Unwanted:
 
 @dataclass(frozen=True)
 class Children:
-    wanted: list[Manifest]
+    wanted: list[KubeObject]
     unwanted: list[Unwanted]
 
     def names(self) -> dict[str, str]:
@@ -98,14 +97,14 @@ def model_source(model: LocalModel) -> Source:
     return parse_source(model.spec.model.url, base_dir=Path("/"))
 
 
-def build_deployment(model: LocalModel, source: Source, settings: OperatorSettings) -> Manifest:
+def build_deployment(model: LocalModel, source: Source, settings: OperatorSettings) -> KubeObject:
     """The backend pods' Deployment; `source` is `model_source(model)`."""
     spec = model.spec
     where = placement(spec, settings)
     model_path, volumes, mounts, init_containers = _model_file(model, source, settings, where.image)
     command = backend_command(spec, model_path, f"0.0.0.0:{settings.grpc_port}")
     port = settings.grpc_port
-    container: Manifest = {
+    container: KubeObject = {
         "name": BACKEND_CONTAINER,
         "image": where.image,
         "args": list(command.args),
@@ -122,7 +121,7 @@ def build_deployment(model: LocalModel, source: Source, settings: OperatorSettin
         # its last log lines in the pod's status instead, where the operator turns them into a condition.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    pod_spec: Manifest = {
+    pod_spec: KubeObject = {
         "containers": [container],
         "initContainers": init_containers,
         "volumes": [*volumes, {"name": TMP_VOLUME, "emptyDir": {}}],
@@ -156,7 +155,7 @@ def build_deployment(model: LocalModel, source: Source, settings: OperatorSettin
     }
 
 
-def build_service(model: LocalModel, settings: OperatorSettings) -> Manifest:
+def build_service(model: LocalModel, settings: OperatorSettings) -> KubeObject:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -177,12 +176,12 @@ def build_service(model: LocalModel, settings: OperatorSettings) -> Manifest:
     }
 
 
-def build_cache_claim(model: LocalModel, source: Source, settings: OperatorSettings) -> Manifest | None:
+def build_cache_claim(model: LocalModel, source: Source, settings: OperatorSettings) -> KubeObject | None:
     """The per-model PersistentVolumeClaim (model cache `pvc` and a source that is downloaded), else None."""
     cache = settings.model_cache
     if cache.kind != "pvc" or not source.downloads:
         return None
-    claim: Manifest = {
+    claim: KubeObject = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": {**_metadata(model), "name": cache_claim_name(model)},
@@ -199,7 +198,7 @@ def cache_claim_name(model: LocalModel) -> str:
 
 def _model_file(
     model: LocalModel, source: Source, settings: OperatorSettings, image: str
-) -> tuple[str, list[Manifest], list[Manifest], list[Manifest]]:
+) -> tuple[str, list[KubeObject], list[KubeObject], list[KubeObject]]:
     """(path of the model in the backend container, volumes, backend mounts, init containers) per source.
 
     The one place a source's type decides the pod's layout (mypy checks every type has a case).
@@ -207,8 +206,8 @@ def _model_file(
     assert model.spec.model is not None
     sha256 = model.spec.model.sha256
     cache_mount = {"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT}
-    volume: Manifest | None
-    mount: Manifest | None
+    volume: KubeObject | None
+    mount: KubeObject | None
     match source:
         case HttpSource() | HuggingFaceSource():
             # `source.downloads`: an init container fetches it into the cache before the backend starts.
@@ -231,7 +230,7 @@ def _model_file(
     return path, volumes, [mount] if mount else [], [verify]
 
 
-def _cache_volume(model: LocalModel, settings: OperatorSettings) -> Manifest:
+def _cache_volume(model: LocalModel, settings: OperatorSettings) -> KubeObject:
     cache = settings.model_cache
     if cache.kind == "pvc":
         return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache_claim_name(model)}}
@@ -241,8 +240,8 @@ def _cache_volume(model: LocalModel, settings: OperatorSettings) -> Manifest:
 
 
 def _fetch_container(
-    model: LocalModel, url: str, sha256: str | None, image: str, mounts: list[Manifest]
-) -> Manifest:
+    model: LocalModel, url: str, sha256: str | None, image: str, mounts: list[KubeObject]
+) -> KubeObject:
     args = ["fetch", url, "--cache-dir", CACHE_MOUNT, *(["--sha256", sha256] if sha256 else [])]
     return {
         "name": "fetch-model",
@@ -257,7 +256,7 @@ def _fetch_container(
     }
 
 
-def _grpc_probe(port: int, period: int, failures: int) -> Manifest:
+def _grpc_probe(port: int, period: int, failures: int) -> KubeObject:
     return {
         "grpc": {"port": port},
         "periodSeconds": period,
@@ -266,7 +265,7 @@ def _grpc_probe(port: int, period: int, failures: int) -> Manifest:
     }
 
 
-def _resources(model: LocalModel, settings: OperatorSettings, device_limits: dict[str, str]) -> Manifest:
+def _resources(model: LocalModel, settings: OperatorSettings, device_limits: dict[str, str]) -> KubeObject:
     wanted = model.spec.resources
     requests = {"cpu": wanted.cpu or settings.cpu_request, "memory": wanted.memory or settings.memory_request}
     # Memory is limited to what is asked (a model that outgrows it is killed, not the node); CPU is not
@@ -275,7 +274,7 @@ def _resources(model: LocalModel, settings: OperatorSettings, device_limits: dic
     return {"requests": requests, "limits": limits}
 
 
-def _container_security() -> Manifest:
+def _container_security() -> KubeObject:
     return {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -284,9 +283,9 @@ def _container_security() -> Manifest:
     }
 
 
-def _metadata(model: LocalModel) -> Manifest:
+def _metadata(model: LocalModel) -> KubeObject:
     return {"name": model.metadata.name, "namespace": model.metadata.namespace, "labels": labels(model)}
 
 
-def _drop_empty(pod_spec: Manifest) -> Manifest:
+def _drop_empty(pod_spec: KubeObject) -> KubeObject:
     return {key: value for key, value in pod_spec.items() if value not in ({}, [], None)}

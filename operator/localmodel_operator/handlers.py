@@ -27,7 +27,8 @@ from localmodel_operator.conditions import (
     invalid_status,
     status_for,
 )
-from localmodel_operator.kube import Kube, Manifest
+from localmodel_operator.kube import Kube
+from localmodel_operator.objects import KubeObject
 from localmodel_operator.plan import plan
 from localmodel_operator.pod_crashes import Crash, latest_crash
 from localmodel_operator.router_load import RouterLoad
@@ -110,7 +111,7 @@ async def pod_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any)
 
 
 async def refresh_status(
-    memo: Any, namespace: str, model_name: str, deployment: Manifest | None = None
+    memo: Any, namespace: str, model_name: str, deployment: KubeObject | None = None
 ) -> None:
     """Read the LocalModel, compute its status from its Deployment (read here unless given) and its
     pods, and write it when a reader would see a change."""
@@ -139,7 +140,7 @@ async def _status(
     body: kopf.Body,
     model: LocalModel,
     namespace: str,
-    deployment: Manifest | None,
+    deployment: KubeObject | None,
     previous: list[dict[str, Any]],
 ) -> Status:
     """The status its Deployment and pods give a LocalModel; a crash not told before becomes an Event."""

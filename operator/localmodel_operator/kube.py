@@ -14,10 +14,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from localmodel import kubeclient
 from localmodel.endpoint_slices import ready_addresses
 from localmodel.spec import API_GROUP
+from localmodel_operator.objects import KubeObject
 
 FIELD_MANAGER = "localmodel-operator"
 VERSION, PLURAL = "v1alpha1", "localmodels"
-Manifest = dict[str, Any]
 # Passed as keyword dicts: the generated client takes `_content_type` but does not declare it.
 SERVER_SIDE_APPLY: dict[str, Any] = {
     "field_manager": FIELD_MANAGER,
@@ -52,7 +52,7 @@ class Kube:
         api = self._apps if kind == "Deployment" else self._core
         return getattr(api, f"{verb}_namespaced_{CHILD_KINDS[kind]}")
 
-    async def read(self, kind: str, namespace: str, name: str) -> Manifest | None:
+    async def read(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         try:
             return self._plain(await self._method("read", kind)(name, namespace))
         except ApiException as error:
@@ -60,16 +60,16 @@ class Kube:
                 return None
             raise
 
-    async def create(self, manifest: Manifest) -> None:
+    async def create(self, manifest: KubeObject) -> None:
         create = self._method("create", manifest["kind"])
         await create(manifest["metadata"]["namespace"], manifest, field_manager=FIELD_MANAGER)
 
-    async def apply(self, manifest: Manifest) -> None:
+    async def apply(self, manifest: KubeObject) -> None:
         metadata = manifest["metadata"]
         patch = self._method("patch", manifest["kind"])
         await patch(metadata["name"], metadata["namespace"], manifest, **SERVER_SIDE_APPLY)
 
-    async def delete(self, manifest: Manifest) -> None:
+    async def delete(self, manifest: KubeObject) -> None:
         """Delete a child; what it owns (a Deployment's ReplicaSets and pods) goes by garbage collection."""
         metadata = manifest["metadata"]
         delete = self._method("delete", manifest["kind"])
@@ -79,14 +79,14 @@ class Kube:
             if error.status != 404:  # gone already: what was wanted
                 raise
 
-    async def list_pods(self, namespace: str, label_selector: str) -> list[Manifest]:
+    async def list_pods(self, namespace: str, label_selector: str) -> list[KubeObject]:
         """The pods matching `label_selector` (e.g. a LocalModel's `status.selector`), as plain dicts."""
         pods = await self._core.list_namespaced_pod(namespace, label_selector=label_selector)
         return [self._plain(pod) for pod in pods.items]
 
-    async def read_model(self, namespace: str, name: str) -> Manifest | None:
+    async def read_model(self, namespace: str, name: str) -> KubeObject | None:
         try:
-            found: Manifest = await self._custom.get_namespaced_custom_object(
+            found: KubeObject = await self._custom.get_namespaced_custom_object(
                 API_GROUP, VERSION, namespace, PLURAL, name
             )
         except ApiException as error:
@@ -95,7 +95,7 @@ class Kube:
             raise
         return found
 
-    async def patch_model_status(self, namespace: str, name: str, status: Manifest) -> None:
+    async def patch_model_status(self, namespace: str, name: str, status: KubeObject) -> None:
         await self._custom.patch_namespaced_custom_object_status(
             API_GROUP,
             VERSION,
@@ -127,6 +127,6 @@ class Kube:
             ]
         return urls
 
-    def _plain(self, typed: Any) -> Manifest:
-        plain: Manifest = self._api.sanitize_for_serialization(typed)
+    def _plain(self, typed: Any) -> KubeObject:
+        plain: KubeObject = self._api.sanitize_for_serialization(typed)
         return plain

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from localmodel_operator.builders import Unwanted
-
-Manifest = dict[str, Any]
+from localmodel_operator.objects import KubeObject
 
 
 @dataclass(frozen=True)
 class Step:
     action: Literal["create", "update", "keep", "delete"]
-    manifest: Manifest
+    manifest: KubeObject
     reason: str
 
     @property
@@ -29,8 +28,8 @@ class Step:
 
 
 def plan(
-    desired: list[Manifest],
-    existing: dict[str, Manifest | None],
+    desired: list[KubeObject],
+    existing: dict[str, KubeObject | None],
     unwanted: Sequence[Unwanted] = (),
     owner_uid: str | None = None,
 ) -> list[Step]:
@@ -54,7 +53,7 @@ def plan(
     return steps
 
 
-def owned_by(manifest: Manifest, owner_uid: str) -> bool:
+def owned_by(manifest: KubeObject, owner_uid: str) -> bool:
     owners = manifest.get("metadata", {}).get("ownerReferences") or []
     return any(owner.get("uid") == owner_uid for owner in owners)
 

@@ -26,10 +26,21 @@ from localmodel_router.hold import Hold
 from localmodel_router.load import ModelLoad
 from localmodel_router.middleware import BodyLimit, RequestMetrics
 from localmodel_router.openapi import use_served_openapi
-from localmodel_router.routes import chat, completions, encoding, health, models, scaling
+from localmodel_router.routes import (
+    chat,
+    completions,
+    embeddings,
+    health,
+    models,
+    rerank,
+    scaling,
+    tokenization,
+)
 from localmodel_router.serving.chat import ChatService
 from localmodel_router.serving.completions import CompletionService
-from localmodel_router.serving.encoding import EncodingService
+from localmodel_router.serving.embeddings import EmbeddingService
+from localmodel_router.serving.rerank import RerankService
+from localmodel_router.serving.tokenization import TokenizationService
 from localmodel_router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
@@ -94,11 +105,20 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
         load=load,
         chat=ChatService(discovery, dispatcher),
         completions=CompletionService(discovery, dispatcher, **inputs),
-        encoding=EncodingService(discovery, dispatcher, **inputs),
+        embeddings=EmbeddingService(discovery, dispatcher, **inputs),
+        rerank=RerankService(discovery, dispatcher),
+        tokenization=TokenizationService(discovery, dispatcher),
     )
     # Without keys there is nothing to check: no dependency at all, rather than one that returns at once.
     dependencies = [Depends(require_api_key)] if api_keys.enabled else []
-    for api in (models.router, chat.router, completions.router, encoding.router):
+    for api in (
+        models.router,
+        chat.router,
+        completions.router,
+        embeddings.router,
+        rerank.router,
+        tokenization.router,
+    ):
         app.include_router(api, dependencies=dependencies)
     app.include_router(health.router)
     app.include_router(scaling.router)

@@ -12,7 +12,9 @@ from localmodel_router.discovery import Discovery
 from localmodel_router.load import ModelLoad
 from localmodel_router.serving.chat import ChatService
 from localmodel_router.serving.completions import CompletionService
-from localmodel_router.serving.encoding import EncodingService
+from localmodel_router.serving.embeddings import EmbeddingService
+from localmodel_router.serving.rerank import RerankService
+from localmodel_router.serving.tokenization import TokenizationService
 from localmodel_router.settings import RouterSettings
 
 
@@ -24,7 +26,9 @@ class Services:
     load: ModelLoad
     chat: ChatService
     completions: CompletionService
-    encoding: EncodingService
+    embeddings: EmbeddingService
+    rerank: RerankService
+    tokenization: TokenizationService
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread pool, which

@@ -1,4 +1,4 @@
-"""Calls that read text without generating: embeddings, rerank, tokenize."""
+"""Embeddings: one vector per input (strings or token arrays), each input's tokens counted."""
 
 from __future__ import annotations
 
@@ -13,21 +13,13 @@ from localmodel_router.discovery import ModelRoute
 from localmodel_router.errors import BadRequestError
 from localmodel_router.protocol.common import usage
 from localmodel_router.protocol.embeddings import Embedding, EmbeddingList, EmbeddingRequest
-from localmodel_router.protocol.rerank import (
-    RerankDocument,
-    RerankRequest,
-    RerankResponse,
-    RerankResult,
-    RerankUsage,
-)
-from localmodel_router.protocol.tokenization import TokenizeRequest, TokenizeResponse
 from localmodel_router.serving import Service
 
 if TYPE_CHECKING:
     from localmodel.wire import backend_pb2
 
 
-class EncodingService(Service):
+class EmbeddingService(Service):
     async def embed(self, request: EmbeddingRequest) -> EmbeddingList:
         route = self._discovery.table().resolve(request.model)
         if request.dimensions is not None:
@@ -50,29 +42,6 @@ class EncodingService(Service):
             for i, (vector, _) in enumerate(results)
         ]
         return EmbeddingList(data=data, model=request.model, usage=usage(sum(n for _, n in results)))
-
-    async def rerank(self, request: RerankRequest) -> RerankResponse:
-        route = self._discovery.table().resolve(request.model)
-        options = translate.rerank_request(request)
-        result = await self._dispatcher.unary(route, lambda stub, t: stub.Rerank(options, timeout=t))
-        results = [
-            RerankResult(
-                index=r.index,
-                relevance_score=r.relevance_score,
-                document=RerankDocument(text=request.documents[r.index])
-                if request.return_documents
-                else None,
-            )
-            for r in sorted(result.results, key=lambda r: r.relevance_score, reverse=True)
-        ][: request.top_n]
-        tokens = RerankUsage(prompt_tokens=result.usage.prompt_tokens, total_tokens=result.usage.total_tokens)
-        return RerankResponse(model=request.model, results=results, usage=tokens)
-
-    async def tokenize(self, request: TokenizeRequest) -> TokenizeResponse:
-        route = self._discovery.table().resolve(request.model)
-        options = translate.tokenize_request(request.text)
-        result = await self._dispatcher.unary(route, lambda stub, t: stub.TokenizeString(options, timeout=t))
-        return TokenizeResponse(tokens=list(result.tokens), count=len(result.tokens))
 
     async def _token_count(self, route: ModelRoute, options: backend_pb2.PredictOptions) -> int:
         if options.embedding_tokens:

@@ -1,0 +1,15 @@
+"""Tokenize: the model's token ids for a text."""
+
+from __future__ import annotations
+
+from localmodel_router import translate
+from localmodel_router.protocol.tokenization import TokenizeRequest, TokenizeResponse
+from localmodel_router.serving import Service
+
+
+class TokenizationService(Service):
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResponse:
+        route = self._discovery.table().resolve(request.model)
+        options = translate.tokenize_request(request.text)
+        result = await self._dispatcher.unary(route, lambda stub, t: stub.TokenizeString(options, timeout=t))
+        return TokenizeResponse(tokens=list(result.tokens), count=len(result.tokens))

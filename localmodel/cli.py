@@ -150,7 +150,7 @@ def serve_main(argv: list[str], one_file: bool) -> int:
         else:
             manifests = load_manifests(args.filename)
         router = _router_settings(args)
-    except (ValueError, OSError, yaml.YAMLError) as error:  # manifests, settings, an unreadable --config
+    except (ValueError, OSError, yaml.YAMLError) as error:  # manifests, settings, a bad --config
         parser.exit(USAGE_ERROR, f"{parser.prog}: {error}\n")
     settings = LocalSettings(router, ModelCache(args.cache_dir), args.startup_timeout, args.drain_seconds)
     try:
@@ -210,13 +210,11 @@ def _add_serving_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _router_settings(args: argparse.Namespace) -> Any:
-    import yaml
-
+    """The router's settings in local mode: flags over `--config` over `LOCALMODEL_ROUTER_*` variables."""
+    from localmodel.settings_file import merge_settings, read_settings_file
     from localmodel_router.settings import RouterSettings
 
-    values = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{args.config}: expected a mapping of router settings")
+    values = read_settings_file(args.config, "router settings")
     if values.get("models"):
         raise ValueError(f"{args.config}: `models` belong in LocalModel manifests in local mode")
     flags = {
@@ -225,8 +223,7 @@ def _router_settings(args: argparse.Namespace) -> Any:
         "api_keys": args.api_key or None,
         "api_keys_file": args.api_key_file,
     }
-    values.update({key: value for key, value in flags.items() if value is not None})
-    return RouterSettings(**values)
+    return merge_settings(RouterSettings, values, flags)
 
 
 def _manifest_for_file(args: argparse.Namespace) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import kopf
 from pydantic import ValidationError
 
 from localmodel.logs import configure_logging
+from localmodel.settings_file import SettingsFileError
 from localmodel_operator import handlers  # noqa: F401  (kopf registers handlers on import)
 from localmodel_operator.settings import load_settings
 from localmodel_operator.startup import initial_memo
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None, prog: str = "localmodel operator") -> in
     configure_logging(args.log_level)
     try:
         settings = load_settings(args.config)
-    except (ValidationError, OSError) as error:
+    except SettingsFileError as error:
+        parser.exit(2, f"{prog}: {error}\n")
+    except ValidationError as error:
         parser.exit(2, f"{prog}: invalid settings: {error}\n")
     asyncio.run(
         kopf.operator(

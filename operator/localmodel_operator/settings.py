@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from localmodel import __version__
+from localmodel import __version__, settings_file
 
 IMAGE_REPOSITORY = "localmodel/backend-llama-cpp"
 
@@ -118,6 +117,8 @@ class OperatorSettings(BaseSettings):
 
 
 def load_settings(path: Path | None) -> OperatorSettings:
-    """Settings from the YAML file (if any); `LOCALMODEL_OPERATOR_*` variables set what it leaves out."""
-    values: dict[str, Any] = (yaml.safe_load(path.read_text()) or {}) if path else {}
-    return OperatorSettings(**values)
+    """Settings from the YAML file (if any); `LOCALMODEL_OPERATOR_*` variables set what it leaves out.
+
+    SettingsFileError names a file that cannot be read or parsed; ValidationError, values that do not fit.
+    """
+    return settings_file.load_settings(OperatorSettings, path, what="operator settings")

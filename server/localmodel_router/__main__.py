@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-import yaml
 from pydantic import ValidationError
 
 from localmodel.logs import configure_logging
+from localmodel.settings_file import SettingsFileError, merge_settings, read_settings_file
 from localmodel_router.app import create_app
 from localmodel_router.discovery import Discovery
 from localmodel_router.discovery.kubernetes import KubernetesDiscovery
@@ -53,9 +53,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> RouterSettings:
-    """Settings from the config file, then environment variables, then flags (flags win)."""
-    values: dict[str, Any] = yaml.safe_load(args.config.read_text()) or {} if args.config else {}
-    models: list[dict[str, Any]] = list(values.pop("models", []))
+    """Settings from flags over the config file over `LOCALMODEL_ROUTER_*` variables (flags win).
+
+    `--model` flags add to the file's models, and `--alias` flags name any of them.
+    """
+    values = read_settings_file(args.config, "router settings")
+    models: list[dict[str, Any]] = list(values.pop("models", None) or [])
     for flag in args.model:
         name, _, endpoints = flag.partition("=")
         if not name or not endpoints:
@@ -73,15 +76,12 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
         "host": args.host,
         "port": args.port,
         "discovery": args.discovery,
+        "api_keys": args.api_key or None,
         "api_keys_file": args.api_key_file,
+        "namespaces": args.namespace or None,
+        "models": models,
     }
-    values.update({k: v for k, v in flags.items() if v is not None})
-    if args.api_key:
-        values["api_keys"] = args.api_key
-    if args.namespace:
-        values["namespaces"] = args.namespace
-    values["models"] = models
-    return RouterSettings(**values)
+    return merge_settings(RouterSettings, values, flags)
 
 
 def main(argv: list[str] | None = None, prog: str = "localmodel router") -> int:
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None, prog: str = "localmodel router") -> int:
     configure_logging(args.log_level)
     try:
         settings = settings_from(args)
+    except SettingsFileError as error:
+        print(f"{prog}: {error}", file=sys.stderr)  # noqa: T201
+        return 2
     except ValidationError as error:
         print(f"invalid router settings:\n{error}", file=sys.stderr)  # noqa: T201
         return 2

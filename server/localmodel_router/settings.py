@@ -1,4 +1,7 @@
-"""Router settings: from flags, `LOCALMODEL_ROUTER_*` environment variables, and a YAML config file."""
+"""Router settings: from flags, a YAML config file, and `LOCALMODEL_ROUTER_*` environment variables.
+
+Flags win over the file, the file over the environment (merged by `localmodel.settings_file`).
+"""
 
 from __future__ import annotations
 

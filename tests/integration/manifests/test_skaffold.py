@@ -1,9 +1,9 @@
 """skaffold.yaml, checked by what it references: nothing here ships skaffold (or a container runtime).
 
 Each profile's JSON patches are applied as skaffold applies them; then every artifact must build from a
-Dockerfile that exists, every value it sets must be a value of the chart, every template variable must
-name an artifact it builds, and the chart, rendered by the real `helm` with the images skaffold would
-hand it, must run those images.
+Dockerfile that exists (and a target stage it has), every value it sets must be a value of the chart,
+every template variable must name an artifact it builds, and the chart, rendered by the real `helm` with
+the images skaffold would hand it, must run those images.
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ PROFILE_SETS = {
     "dev": ["dev"],
     "dev,nvidia": ["dev", "nvidia"],
 }
+# Image → (Dockerfile, target stage): the operator and the router are two targets of one Dockerfile.
 IMAGES = {
-    "localmodel/operator": "operator/Dockerfile",
-    "localmodel/router": "server/Dockerfile",
-    "localmodel/backend-llama-cpp": "backend-images/llama-cpp/Dockerfile",
+    "localmodel/operator": ("Dockerfile", "operator"),
+    "localmodel/router": ("Dockerfile", "router"),
+    "localmodel/backend-llama-cpp": ("backend-images/llama-cpp/Dockerfile", None),
 }
-CUDA = {"localmodel/backend-llama-cpp-cuda": "backend-images/llama-cpp/Dockerfile.cuda"}
+CUDA = {"localmodel/backend-llama-cpp-cuda": ("backend-images/llama-cpp/Dockerfile.cuda", None)}
+STAGE = re.compile(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
 # skaffold's per-artifact template variables (longest prefix first, so that REPO_NO_DOMAIN wins over REPO).
 VARIABLE = re.compile(
     r"\{\{\s*\.IMAGE_(FULLY_QUALIFIED|REPO_NO_DOMAIN|REPO|TAG|DIGEST|DOMAIN)_([A-Za-z0-9_]+)\s*\}\}"
@@ -147,7 +149,8 @@ def test_it_is_a_skaffold_v4beta11_config_with_three_profiles() -> None:
 @profile_sets
 def test_every_profile_patch_applies_and_builds_the_images_it_should(profiles: list[str]) -> None:
     built = {
-        image: artifact["docker"]["dockerfile"] for image, artifact in artifacts(config(profiles)).items()
+        image: (artifact["docker"]["dockerfile"], artifact["docker"].get("target"))
+        for image, artifact in artifacts(config(profiles)).items()
     }
     assert built == IMAGES | (CUDA if "nvidia" in profiles else {})
 
@@ -161,6 +164,9 @@ def test_every_artifact_builds_from_the_repository_root_with_a_dockerfile_there(
         )
         dockerfile = context / artifact.get("docker", {}).get("dockerfile", "Dockerfile")
         assert dockerfile.is_file(), f"{image}: no {dockerfile.relative_to(ROOT)}"
+        target = artifact.get("docker", {}).get("target")
+        stages = STAGE.findall(dockerfile.read_text())
+        assert target is None or target in stages, f"{image}: {dockerfile.name} has no stage {target}"
 
 
 def test_the_release_installs_the_chart_into_its_own_namespace() -> None:

@@ -19,8 +19,8 @@ from rich.table import Table
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.engine import open_llama
-from localmodel_llamacpp.process import BackendProcess
 from scripts.test_models import ensure_model
+from tests.support.backend_process import BackendProcess
 
 # End-of-text is ignored on both sides, so every run makes exactly --tokens tokens.
 PROMPT = "Count from one to one thousand in words: one, two, three, four, five,"

@@ -23,8 +23,8 @@ from rich.table import Table
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.engine import open_llama
-from localmodel_llamacpp.process import BackendProcess
 from scripts.test_models import MODELS, ensure_model
+from tests.support.backend_process import BackendProcess
 
 PROMPTS = [f"Write a long story about dragon number {n}." for n in range(8)]
 CONTEXT = 1024

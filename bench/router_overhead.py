@@ -28,8 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
+from localmodel.ports import free_port
 from localmodel.wire import backend_pb2, backend_pb2_grpc
-from localmodel_llamacpp.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]  # `python -m tests.support.fake_backend` runs from here
 MODEL = "fake"

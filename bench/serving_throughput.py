@@ -63,9 +63,9 @@ from localmodel.loadgen.driver import LevelRun, System, measure
 from localmodel.loadgen.prompts import PROMPTS
 from localmodel.loadgen.report import as_json, markdown, notes, ratios, rich_table
 from localmodel.loadgen.stats import LevelSummary, RequestResult, StreamTally
+from localmodel.ports import free_port
 from localmodel_llamacpp.decoder import default_slots
 from localmodel_llamacpp.engine import open_llama
-from localmodel_llamacpp.process import free_port
 from scripts.llama_server import ensure_llama_server
 from scripts.test_models import MODELS, ensure_model
 from tests.support.local_mode import LocalMode

@@ -11,8 +11,8 @@ import time
 import grpc
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
-from localmodel_llamacpp.process import BackendProcess
 from scripts.test_models import ensure_model
+from tests.support.backend_process import BackendProcess
 
 
 def main() -> None:

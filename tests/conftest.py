@@ -11,8 +11,8 @@ import kmock
 import pytest
 
 from localmodel.wire import backend_pb2_grpc
-from localmodel_llamacpp.process import BackendProcess
 from tests.support.api_server import ApiServer, Cluster, declare
+from tests.support.backend_process import BackendProcess
 from tests.support.models import require_model
 
 CHAT_CONTEXT = 2048

@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from localmodel.command import BackendCommand
 from localmodel.crashes import TAIL_LINES, BackendExit
 from localmodel.logs import LOG_FORMAT_VARIABLE
-from localmodel_llamacpp.process import free_port
+from localmodel.ports import free_port
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from types import TracebackType
 
 import openai
 
-from localmodel_llamacpp.process import free_port
+from localmodel.ports import free_port
 
 BANNER = "OpenAI-compatible API at"
 

@@ -14,7 +14,7 @@ from types import TracebackType
 import httpx
 import openai
 
-from localmodel_llamacpp.process import free_port
+from localmodel.ports import free_port
 
 
 class RouterProcess:

@@ -18,8 +18,9 @@ import grpc
 import httpx
 import pytest
 
+from localmodel.ports import free_port
 from localmodel.wire import backend_pb2, backend_pb2_grpc
-from localmodel_llamacpp.process import BackendProcess, free_port
+from tests.support.backend_process import BackendProcess
 
 PROMPTS = ["Name three colours.", "Write a haiku about the sea.", "What is 2+2?", "Tell me about dragons."]
 CITY = 'root ::= "{\\"city\\": \\"" [A-Z] [a-z]+ "\\"}"'

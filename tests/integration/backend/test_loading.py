@@ -9,7 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
-from localmodel_llamacpp.process import BackendProcess
+from tests.support.backend_process import BackendProcess
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -14,8 +14,8 @@ import pytest
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.decoder import PREFILL_CHUNK
-from localmodel_llamacpp.process import BackendProcess
 from tests.integration.backend.test_batching import request, stub_for
+from tests.support.backend_process import BackendProcess
 
 # A shared start of about 100 tokens: one whole chunk and a part of the next.
 SHARED = (

@@ -8,7 +8,7 @@ import pytest
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.engine import repack_decision
-from localmodel_llamacpp.process import BackendProcess
+from tests.support.backend_process import BackendProcess
 from tests.support.models import require_model
 
 PLAIN_BUFFERS = {"weights_CPU", "weights_CPU_Mapped"}

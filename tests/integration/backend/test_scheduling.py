@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
-from localmodel_llamacpp.process import BackendProcess
+from tests.support.backend_process import BackendProcess
 from tests.support.waiting import wait_until
 
 LONG = backend_pb2.PredictOptions(prompt="Count slowly:", tokens=1500, temperature=0, ignore_eos=True)

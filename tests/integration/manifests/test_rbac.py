@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from localmodel_llamacpp.process import free_port
+from localmodel.ports import free_port
 from tests.support.api_server import NAMESPACE, Cluster, segfaulted_backend_status
 from tests.support.chart import RELEASE, find, render
 from tests.support.fake_backend import start_fake_backend

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from localmodel_llamacpp.process import BackendProcess, free_port
+from localmodel.ports import free_port
+from tests.support.backend_process import BackendProcess
 from tests.support.models import require_model
 from tests.support.router import RouterProcess
 

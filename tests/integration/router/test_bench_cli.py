@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from localmodel_llamacpp.process import free_port
+from localmodel.ports import free_port
 from tests.support.fake_backend import start_fake_backend
 from tests.support.router import RouterProcess
 

@@ -21,8 +21,9 @@ import kmock
 import openai
 import pytest
 
-from localmodel_llamacpp.process import BackendProcess, free_port
+from localmodel.ports import free_port
 from tests.support.api_server import LOCALMODELS, Cluster
+from tests.support.backend_process import BackendProcess
 from tests.support.backend_status import running_requests
 from tests.support.fake_backend import start_fake_backend
 from tests.support.router import RouterProcess

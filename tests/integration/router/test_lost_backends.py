@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from localmodel_llamacpp.process import BackendProcess
+from tests.support.backend_process import BackendProcess
 from tests.support.backend_status import running_requests
 from tests.support.router import RouterProcess
 from tests.support.waiting import eventually

@@ -1,14 +1,13 @@
 """Run a backend as a child process on a free loopback port and wait until it is ready.
 
-Used by the demo, the tests and the benchmarks (and meant for local mode): readiness is the standard
-grpc.health.v1 check turning SERVING, exactly what a Kubernetes gRPC probe asks.
+For the tests, the benchmarks and the demo (local mode has its own supervisor): readiness is the
+standard grpc.health.v1 check turning SERVING, exactly what a Kubernetes gRPC probe asks.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +18,7 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (the OS may hand it out again later; good enough on loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+from localmodel.ports import free_port
 
 
 class BackendNotReadyError(RuntimeError):

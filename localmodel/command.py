@@ -32,12 +32,13 @@ def backend_command(
     *,
     grace_period: float | None = None,
     default_threads: int | None = None,
+    metrics_port: int | None = None,
 ) -> BackendCommand:
     """Arguments for a backend serving `model_path` (as the backend will see it) on `address`.
 
     `grace_period`: seconds the backend gives its requests to finish on SIGTERM (its own default if
     None). `default_threads`: the thread count when the spec sets none (else the backend counts the
-    CPUs it may use)."""
+    CPUs it may use). `metrics_port`: where it serves Prometheus metrics (None: nowhere)."""
     engine = spec.backend.engine
     args = ["--addr", address, "--model", model_path]
     numeric = {
@@ -47,6 +48,7 @@ def backend_command(
         "--batch-size": engine.batch_size,
         "--gpu-layers": _gpu_layers(spec),
         "--parallel": engine.parallel,
+        "--metrics-port": metrics_port,
     }
     for flag, value in numeric.items():
         if value is not None:

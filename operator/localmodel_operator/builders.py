@@ -75,19 +75,31 @@ def build_children(model: LocalModel, settings: OperatorSettings) -> Children:
     name = model.metadata.name
     if model.spec.backend.address:
         why = f"the model is served by its external backend {model.spec.backend.address}"
-        kinds = {"Deployment": name, "Service": name, "PersistentVolumeClaim": cache_claim_name(model)}
+        kinds = {
+            "Deployment": name,
+            "Service": name,
+            "PersistentVolumeClaim": cache_claim_name(model),
+            "NetworkPolicy": name,
+        }
         return Children([], [Unwanted(kind, child, why) for kind, child in kinds.items()])
     source = model_source(model)
     wanted = [build_deployment(model, source, settings), build_service(model, settings)]
+    unwanted = []
     claim = build_cache_claim(model, source, settings)
     if claim is not None:
-        return Children([claim, *wanted], [])
-    why = (
-        "the model source is not downloaded"
-        if settings.model_cache.kind == "pvc"
-        else f"the model cache is {settings.model_cache.kind!r}, not a claim per model"
-    )
-    return Children(wanted, [Unwanted("PersistentVolumeClaim", cache_claim_name(model), why)])
+        wanted.insert(0, claim)
+    else:
+        why = (
+            "the model source is not downloaded"
+            if settings.model_cache.kind == "pvc"
+            else f"the model cache is {settings.model_cache.kind!r}, not a claim per model"
+        )
+        unwanted.append(Unwanted("PersistentVolumeClaim", cache_claim_name(model), why))
+    if settings.network_policy.enabled:
+        wanted.append(build_network_policy(model, settings))
+    else:
+        unwanted.append(Unwanted("NetworkPolicy", name, "network policies are off in the operator settings"))
+    return Children(wanted, unwanted)
 
 
 def model_source(model: LocalModel) -> Source:
@@ -102,14 +114,19 @@ def build_deployment(model: LocalModel, source: Source, settings: OperatorSettin
     spec = model.spec
     where = placement(spec, settings)
     model_path, volumes, mounts, init_containers = _model_file(model, source, settings, where.image)
-    command = backend_command(spec, model_path, f"0.0.0.0:{settings.grpc_port}")
+    command = backend_command(
+        spec, model_path, f"0.0.0.0:{settings.grpc_port}", metrics_port=settings.backend_metrics_port
+    )
     port = settings.grpc_port
+    ports = [{"name": "grpc", "containerPort": port, "protocol": "TCP"}]
+    if settings.backend_metrics_port is not None:
+        ports.append({"name": "metrics", "containerPort": settings.backend_metrics_port, "protocol": "TCP"})
     container: KubeObject = {
         "name": BACKEND_CONTAINER,
         "image": where.image,
         "args": list(command.args),
         "env": [{"name": name, "value": value} for name, value in command.env.items()],
-        "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],
+        "ports": ports,
         # Native gRPC probes ask the backend's grpc.health.v1 service: SERVING once the model is loaded.
         "startupProbe": _grpc_probe(port, period=10, failures=max(1, settings.startup_seconds // 10)),
         "readinessProbe": _grpc_probe(port, period=5, failures=2),
@@ -172,6 +189,34 @@ def build_service(model: LocalModel, settings: OperatorSettings) -> KubeObject:
                     "appProtocol": "grpc",
                 }
             ],
+        },
+    }
+
+
+def build_network_policy(model: LocalModel, settings: OperatorSettings) -> KubeObject:
+    """Only the routers reach a backend's gRPC port: it has no authentication of its own, and the
+    router is where API keys and admission are. The metrics port (if any) is open to scrapers.
+    Kubelet probes come from the node and are not subject to NetworkPolicies in common CNIs."""
+    network = settings.network_policy
+    routers = {
+        "namespaceSelector": {
+            "matchLabels": {
+                "kubernetes.io/metadata.name": network.router_namespace or model.metadata.namespace
+            }
+        },
+        "podSelector": {"matchLabels": dict(network.router_pod_labels)},
+    }
+    ingress: list[KubeObject] = [{"from": [routers], "ports": [{"port": "grpc", "protocol": "TCP"}]}]
+    if settings.backend_metrics_port is not None:
+        ingress.append({"ports": [{"port": "metrics", "protocol": "TCP"}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(model),
+        "spec": {
+            "podSelector": {"matchLabels": selector(model)},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
         },
     }
 

@@ -30,6 +30,7 @@ CHILD_KINDS = {
     "Deployment": "deployment",
     "Service": "service",
     "PersistentVolumeClaim": "persistent_volume_claim",
+    "NetworkPolicy": "network_policy",
 }
 
 
@@ -38,6 +39,7 @@ class Kube:
         self._api = api
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)
+        self._networking = client.NetworkingV1Api(api)
         self._custom = client.CustomObjectsApi(api)
 
     @classmethod
@@ -49,7 +51,7 @@ class Kube:
 
     def _method(self, verb: str, kind: str) -> Any:
         """The generated client's method for `verb` on a child kind, e.g. `read_namespaced_deployment`."""
-        api = self._apps if kind == "Deployment" else self._core
+        api = {"Deployment": self._apps, "NetworkPolicy": self._networking}.get(kind, self._core)
         return getattr(api, f"{verb}_namespaced_{CHILD_KINDS[kind]}")
 
     async def read(self, kind: str, namespace: str, name: str) -> KubeObject | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from localmodel import __version__, settings_file
@@ -82,6 +82,28 @@ class AutoscalerSettings(BaseModel):
         return bool(self.router_urls or self.router_service)
 
 
+class BackendNetworkSettings(BaseModel):
+    """Who may connect to backend pods. A backend has no authentication of its own: with this on, each
+    LocalModel gets a NetworkPolicy admitting only router pods to its gRPC port (and anyone to its
+    metrics port, where Prometheus may run anywhere)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=False, description="write a NetworkPolicy for each LocalModel's pods")
+    router_namespace: str | None = Field(
+        default=None, description="the routers' namespace (None: the LocalModel's own)"
+    )
+    router_pod_labels: dict[str, str] = Field(
+        default_factory=dict, description="labels selecting the router pods (required when enabled)"
+    )
+
+    @model_validator(mode="after")
+    def _routers_named(self) -> BackendNetworkSettings:
+        if self.enabled and not self.router_pod_labels:
+            raise ValueError("network_policy.router_pod_labels: name the router pods' labels")
+        return self
+
+
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LOCALMODEL_OPERATOR_", env_nested_delimiter="__", extra="forbid"
@@ -103,6 +125,14 @@ class OperatorSettings(BaseSettings):
         default=None, ge=1, le=65535, description="serve Prometheus metrics on this port; None: not at all"
     )
     grpc_port: int = Field(default=50051, ge=1, le=65535, description="the backends' gRPC port")
+    backend_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="the port each backend serves Prometheus metrics on (container port `metrics`); "
+        "None: not at all",
+    )
+    network_policy: BackendNetworkSettings = Field(default_factory=BackendNetworkSettings)
     startup_seconds: int = Field(
         default=1800,
         ge=10,

@@ -17,6 +17,7 @@ from yamllint.config import YamlLintConfig
 
 from localmodel import __version__
 from localmodel.manifests import parse_manifest
+from localmodel_operator.builders import build_children
 from localmodel_operator.settings import OperatorSettings, load_settings
 from localmodel_router.settings import RouterSettings
 from scripts.generate_crd import CRD_PATH
@@ -77,6 +78,8 @@ def test_every_rendered_object_is_valid(values: dict[str, Any], tmp_path: Path) 
     for manifest in objects:
         if manifest["kind"] == "ServiceMonitor":
             assert_service_monitor(manifest, objects)
+        elif manifest["kind"] == "PodMonitor":
+            assert_pod_monitor(manifest, objects)
         elif manifest["kind"] == "LocalModel":
             assert schema_errors(manifest) == []
             parse_manifest(manifest, "chart values")
@@ -94,6 +97,26 @@ def assert_service_monitor(monitor: dict[str, Any], objects: list[dict[str, Any]
     assert len(services) == 1, f"{monitor['metadata']['name']} selects {len(services)} Services"
     ports = {port["name"] for port in services[0]["spec"]["ports"]}
     assert {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]} <= ports
+
+
+def assert_pod_monitor(monitor: dict[str, Any], objects: list[dict[str, Any]]) -> None:
+    """The backends' PodMonitor selects the pods the operator builds from the chart's own settings, on a
+    port those pods have."""
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and "operator.yaml" in o.get("data", {})]
+    settings = OperatorSettings(**yaml.safe_load(config["data"]["operator.yaml"]))
+    document = {
+        "apiVersion": "localmodel.dev/v1alpha1",
+        "kind": "LocalModel",
+        "metadata": {"name": "m", "namespace": "ai"},
+        "spec": {"model": {"url": "hf://org/repo/m.gguf"}},
+    }
+    children = build_children(parse_manifest(document, "a LocalModel"), settings).wanted
+    (deployment,) = [child for child in children if child["kind"] == "Deployment"]
+    template = deployment["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    ports = {port["name"] for port in template["spec"]["containers"][0]["ports"]}
+    assert {endpoint["port"] for endpoint in monitor["spec"]["podMetricsEndpoints"]} <= ports
 
 
 BAD_VALUES = [

@@ -151,6 +151,8 @@ async def test_the_operator_is_granted_exactly_what_it_calls(
             )
             claim = f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/m-model-cache"
             await cluster.server.patch(claim, json={"spec": {"resources": {"requests": {"storage": "1Gi"}}}})
+            policy = f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies/m"
+            await cluster.server.patch(policy, json={"spec": {"ingress": [{}]}})  # opened to everyone
             await cluster.patch_model(
                 "m", {"backend": {"engine": {"contextSize": 4096}}}
             )  # ...a spec change...
@@ -167,6 +169,7 @@ async def test_the_operator_is_granted_exactly_what_it_calls(
                             ("apps/v1/deployments", "m"),
                             ("v1/services", "m"),
                             ("v1/persistentvolumeclaims", "m-model-cache"),
+                            ("networking.k8s.io/v1/networkpolicies", "m"),
                         )
                     )
                 ),

@@ -68,8 +68,10 @@ def test_the_backend_accepts_every_flag_the_command_emits() -> None:
             }
         },
     )
-    parsed = build_parser().parse_args(list(backend_command(everything, "/m.gguf", "a:1").args))
+    command = backend_command(everything, "/m.gguf", "a:1", grace_period=1, default_threads=1, metrics_port=9)
+    parsed = build_parser().parse_args(list(command.args))
     assert (parsed.context_size, parsed.parallel, parsed.gpu_layers, parsed.embeddings) == (1, 2, -1, True)
+    assert (parsed.grace_period, parsed.metrics_port) == (1, 9)
 
 
 def test_grace_period_and_default_threads_are_flags_and_a_spec_threads_wins() -> None:

@@ -15,12 +15,13 @@ from localmodel_operator.builders import (
     build_cache_claim,
     build_children,
     build_deployment,
+    build_network_policy,
     build_service,
     model_source,
     selector_string,
 )
 from localmodel_operator.conditions import external_status
-from localmodel_operator.settings import ModelCacheSettings, OperatorSettings
+from localmodel_operator.settings import BackendNetworkSettings, ModelCacheSettings, OperatorSettings
 from tests.support.kube_schemas import assert_valid
 
 SHA = "a" * 64
@@ -49,6 +50,11 @@ SPECS = {
     "file-in-image": {"model": {"url": "file:///opt/models/m.gguf"}},
     "scale-to-zero": {"minReplicas": 0, "env": [{"name": "HF_TOKEN", "value": "t"}]},
 }
+ROUTERS_ONLY = BackendNetworkSettings(
+    enabled=True,
+    router_namespace="localmodel-system",
+    router_pod_labels={"app.kubernetes.io/component": "router"},
+)
 CACHES = {"emptyDir": ModelCacheSettings(), "pvc": ModelCacheSettings(kind="pvc", storage_class_name="fast")}
 
 
@@ -181,13 +187,23 @@ def test_per_model_cache_claim() -> None:
 
 
 def test_children_name_what_a_spec_does_not_want_and_why() -> None:
-    pvc = OperatorSettings(model_cache=CACHES["pvc"])
+    pvc = OperatorSettings(model_cache=CACHES["pvc"], network_policy=ROUTERS_ONLY)
     served = build_children(model(**SPECS["cpu"]), pvc)
-    assert [child["kind"] for child in served.wanted] == ["PersistentVolumeClaim", "Deployment", "Service"]
+    assert [child["kind"] for child in served.wanted] == [
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+    ]
     assert served.unwanted == []
     external = build_children(model(backend={"address": "llm.example:50051"}), pvc)
     assert external.wanted == []
-    assert external.names() == {"Deployment": "m", "Service": "m", "PersistentVolumeClaim": "m-model-cache"}
+    assert external.names() == {
+        "Deployment": "m",
+        "Service": "m",
+        "PersistentVolumeClaim": "m-model-cache",
+        "NetworkPolicy": "m",
+    }
     assert {gone.reason for gone in external.unwanted} == {
         "the model is served by its external backend llm.example:50051"
     }
@@ -195,10 +211,46 @@ def test_children_name_what_a_spec_does_not_want_and_why() -> None:
     assert [(gone.kind, gone.reason) for gone in in_claim.unwanted] == [
         ("PersistentVolumeClaim", "the model source is not downloaded")
     ]
-    no_claims = build_children(model(**SPECS["cpu"]), OperatorSettings())
-    assert [gone.reason for gone in no_claims.unwanted] == [
-        "the model cache is 'emptyDir', not a claim per model"
+    defaults = build_children(model(**SPECS["cpu"]), OperatorSettings())
+    assert [(gone.kind, gone.reason) for gone in defaults.unwanted] == [
+        ("PersistentVolumeClaim", "the model cache is 'emptyDir', not a claim per model"),
+        ("NetworkPolicy", "network policies are off in the operator settings"),
     ]
+
+
+def test_only_the_routers_reach_the_grpc_port_and_scrapers_the_metrics_port() -> None:
+    settings = OperatorSettings(network_policy=ROUTERS_ONLY, backend_metrics_port=9090)
+    built = model(**SPECS["cpu"])
+    policy = build_network_policy(built, settings)
+    assert_valid(policy)
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"localmodel.dev/model": "m"}}
+    grpc, metrics = policy["spec"]["ingress"]
+    assert grpc == {
+        "from": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "localmodel-system"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/component": "router"}},
+            }
+        ],
+        "ports": [{"port": "grpc", "protocol": "TCP"}],
+    }
+    assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}]}
+    container = pod(deployment_of(built, settings))["containers"][0]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    assert container["args"][container["args"].index("--metrics-port") + 1] == "9090"
+    # Without a metrics port: no such port in the pod, nothing admitted but the routers.
+    plain = OperatorSettings(
+        network_policy=BackendNetworkSettings(enabled=True, router_pod_labels={"a": "b"})
+    )
+    assert len(build_network_policy(built, plain)["spec"]["ingress"]) == 1
+    assert "--metrics-port" not in pod(deployment_of(built, plain))["containers"][0]["args"]
+    same_namespace = build_network_policy(built, plain)["spec"]["ingress"][0]["from"][0]
+    assert same_namespace["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "ai"}}
+
+
+def test_a_network_policy_needs_the_router_labels() -> None:
+    with pytest.raises(ValueError, match="router_pod_labels"):
+        BackendNetworkSettings(enabled=True)
 
 
 def test_a_vendor_without_profile_is_an_error_naming_the_field() -> None:

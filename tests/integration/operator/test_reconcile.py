@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from localmodel_operator.settings import ModelCacheSettings, OperatorSettings
+from localmodel_operator.settings import BackendNetworkSettings, ModelCacheSettings, OperatorSettings
 from tests.integration.operator.conftest import run_operator
 from tests.support.api_server import Cluster
 
@@ -167,8 +167,9 @@ async def test_switching_to_an_external_backend_deletes_the_deployment_and_servi
     await served.wait_for(
         lambda: served.child(DEPLOYMENTS, "m") is None and served.child(SERVICES, "m") is None, "both deleted"
     )
-    ready = lambda: condition(served.model("m"), "Ready").get("reason") == "ExternalBackend"  # noqa: E731
-    await served.wait_for(ready, "Ready as an external backend")
+    await served.wait_for(
+        lambda: condition(served.model("m"), "Ready").get("reason") == "ExternalBackend", "Ready, external"
+    )
     deleted = [message for reason, message in events(served) if reason == "Deleted"]
     assert sorted(deleted) == [
         f"{kind}/m: not wanted: the model is served by its external backend llm.example:50051"
@@ -188,3 +189,17 @@ async def test_a_cache_claim_no_longer_wanted_is_deleted(cluster: Cluster) -> No
     users_claim = {"claimName": "models", "readOnly": True}
     assert {"name": "model-source", "persistentVolumeClaim": users_claim} in volumes
     assert "m-model-cache" not in str(volumes)
+
+
+async def test_a_network_policy_admits_only_the_routers_and_goes_with_the_setting(cluster: Cluster) -> None:
+    policies = "networking.k8s.io/v1/networkpolicies"
+    routers = {"app.kubernetes.io/component": "router"}
+    network = BackendNetworkSettings(enabled=True, router_pod_labels=routers)
+    async with run_operator(OperatorSettings(network_policy=network)):
+        await cluster.apply_model("m", SPEC)
+        policy = await cluster.wait_for(lambda: cluster.child(policies, "m"), "a NetworkPolicy")
+    assert policy["metadata"]["ownerReferences"][0]["name"] == "m"
+    assert policy["spec"]["ingress"][0]["from"][0]["podSelector"] == {"matchLabels": routers}
+    async with run_operator(OperatorSettings()):  # turned off: the next reconcile deletes it
+        await cluster.patch_model("m", {"replicas": 2})
+        await cluster.wait_for(lambda: cluster.child(policies, "m") is None, "the NetworkPolicy deleted")

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         ("serve", "serve LocalModel manifests on this machine (router + backend processes)"),
         ("run", "serve one GGUF file or URL with default settings"),
         ("fetch", "download a model file into the cache and print its path"),
+        ("plan", "whether LocalModels fit in memory (RAM, GPUs) and how, from their files' headers only"),
         ("backend", "run the llama.cpp gRPC backend"),
         ("router", "run the OpenAI-compatible router over fixed backend addresses"),
         ("operator", "run the Kubernetes operator: LocalModels → backend Deployments"),
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return fetch_main(rest)
     if args.command == "bench":
         return bench_main(rest)
+    if args.command == "plan":
+        return plan_main(rest)
     return serve_main(rest, one_file=args.command == "run")
 
 
@@ -78,6 +81,54 @@ def fetch_main(argv: list[str]) -> int:
         parser.exit(1, f"localmodel fetch: {error}\n")
     sys.stdout.write(f"{path}\n")
     return 0
+
+
+def plan_main(argv: list[str]) -> int:
+    import json
+
+    from rich.console import Console
+
+    from localmodel.fit_report import Machine, available_memory_bytes, plan_manifest, plans_table
+    from localmodel.manifests import load_manifests
+    from localmodel.quantities import parse_bytes
+    from localmodel_llamacpp.cpus import available_cpus
+
+    parser = argparse.ArgumentParser(
+        prog="localmodel plan",
+        description="Plan where each LocalModel's weights, KV cache and compute buffers go (RAM, GPUs) and "
+        "whether they fit, reading only the model files' headers (range requests for https and hf). "
+        "Exit status: 0 when every model fits, 1 when one does not, 2 for bad input.",
+    )
+    parser.add_argument("-f", "--filename", type=Path, action="append", required=True, help="manifest(s)")
+    parser.add_argument("--gpus", type=int, help="GPUs per replica (default: the spec's)")
+    parser.add_argument("--gpu-memory", help="memory per GPU, e.g. 24Gi (default: not checked)")
+    parser.add_argument(
+        "--memory",
+        help="RAM per replica, e.g. 16Gi (default: the spec's resources.memory, else this machine's)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON list, one object per LocalModel")
+    args = parser.parse_args(argv)
+    try:
+        gpu_memory = parse_bytes(args.gpu_memory) if args.gpu_memory else None
+        memory = parse_bytes(args.memory) if args.memory else None
+        if args.gpus is not None and args.gpus < 0:
+            raise ValueError(f"--gpus {args.gpus}: expected 0 or more")
+        manifests = [m for m in load_manifests(args.filename) if not m.model.spec.backend.address]
+        machine = Machine(
+            memory if memory is not None else available_memory_bytes(),
+            available_cpus(),
+            args.gpus,
+            gpu_memory,
+            ram_given=memory is not None,
+        )
+        plans = [plan_manifest(manifest, machine) for manifest in manifests]
+    except (ValueError, OSError) as error:  # manifests, sizes, sources, unreadable headers (FitError too)
+        parser.exit(USAGE_ERROR, f"localmodel plan: {error}\n")
+    if args.json:
+        sys.stdout.write(json.dumps([named.as_json() for named in plans], indent=2) + "\n")
+    else:
+        Console().print(plans_table(plans))
+    return 0 if all(named.plan.fits for named in plans) else 1
 
 
 def bench_main(argv: list[str]) -> int:
@@ -135,10 +186,12 @@ def serve_main(argv: list[str], one_file: bool) -> int:
     import yaml
 
     from localmodel.fetch import FetchError, ModelCache
-    from localmodel.local.runtime import LocalSettings, resolve_models, run
+    from localmodel.local.fit_check import DoesNotFitError, preflight
+    from localmodel.local.runtime import LocalSettings, resolve_models, run, threads_per_backend
     from localmodel.logs import configure_logging
     from localmodel.manifests import Manifest, load_manifests, parse_manifest
     from localmodel.sources import SourceError
+    from localmodel_llamacpp.cpus import available_cpus
 
     parser = _run_parser() if one_file else _serve_parser()
     args = parser.parse_args(argv)
@@ -155,7 +208,11 @@ def serve_main(argv: list[str], one_file: bool) -> int:
     settings = LocalSettings(router, ModelCache(args.cache_dir), args.startup_timeout, args.drain_seconds)
     try:
         models = resolve_models(manifests, settings.cache)
+        if not args.skip_fit_check:
+            preflight(models, threads_per_backend(models, available_cpus()) or available_cpus())
         return asyncio.run(run(models, settings))
+    except DoesNotFitError as error:
+        parser.exit(USAGE_ERROR, f"{parser.prog}: {error} (--skip-fit-check starts it anyway)\n")
     except (FetchError, SourceError, OSError) as error:
         parser.exit(1, f"{parser.prog}: {error}\n")
     except KeyboardInterrupt:  # Ctrl-C while fetching; once serving, local mode handles it itself
@@ -205,6 +262,11 @@ def _add_serving_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--drain-seconds", type=float, default=30.0, help="on stop, seconds for requests in flight to finish"
+    )
+    parser.add_argument(
+        "--skip-fit-check",
+        action="store_true",
+        help="start even when the fit plan says the models would not fit this machine's memory",
     )
     parser.add_argument("--log-level", default="INFO")
 

@@ -73,12 +73,14 @@ def threads_per_backend(models: list[LocalServedModel], cpus: int) -> int | None
     llama.cpp's threads spin at every barrier of a decode step, so backends whose threads together
     outnumber the cores stall each other: two SmolLM2 backends of 2 threads each on 2 cores fell from
     130+ to between 1 and 40 tokens/s each, while with 1 thread each both kept 133 tokens/s."""
-    processes = sum(
-        max(1, served.model.spec.initial_replicas, served.model.spec.replicas or 0)
-        for served in models
-        if served.path is not None
-    )
+    processes = sum(backend_processes(served) for served in models if served.path is not None)
     return max(1, cpus // processes) if processes > 1 else None
+
+
+def backend_processes(served: LocalServedModel) -> int:
+    """The backend processes local mode runs for a model: its replicas, one at least."""
+    spec = served.model.spec
+    return max(1, spec.initial_replicas, spec.replicas or 0)
 
 
 class _RouterServer(uvicorn.Server):

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.engine import open_llama
-from scripts.test_models import ensure_model
+from scripts.model_files import ensure_model
 from tests.support.backend_process import BackendProcess
 
 # End-of-text is ignored on both sides, so every run makes exactly --tokens tokens.

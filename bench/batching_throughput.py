@@ -23,7 +23,7 @@ from rich.table import Table
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.engine import open_llama
-from scripts.test_models import MODELS, ensure_model
+from scripts.model_files import MODELS, ensure_model
 from tests.support.backend_process import BackendProcess
 
 PROMPTS = [f"Write a long story about dragon number {n}." for n in range(8)]

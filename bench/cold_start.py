@@ -22,7 +22,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from scripts.test_models import ensure_model
+from scripts.model_files import ensure_model
 from tests.support.local_mode import LocalMode
 from tests.support.processes import backends_of
 

@@ -26,7 +26,7 @@ from rich.table import Table
 from bench.machine import CpuWatch, describe
 from localmodel_llamacpp.engine import LlamaEngine, repack_decision
 from localmodel_llamacpp.options import LoadConfig
-from scripts.test_models import ensure_model
+from scripts.model_files import ensure_model
 
 CONTEXT = 1024
 MODES = ("on", "off")

@@ -57,8 +57,8 @@ from openai.types.chat import ChatCompletionChunk
 from rich.console import Console
 
 from bench.machine import CpuShare, CpuWatch, code_state, describe
+from localmodel.loadgen.bench import parse_concurrencies
 from localmodel.loadgen.client import ChatTarget, CompletionTarget
-from localmodel.loadgen.command import parse_concurrencies
 from localmodel.loadgen.driver import LevelRun, System, measure
 from localmodel.loadgen.prompts import PROMPTS
 from localmodel.loadgen.report import as_json, markdown, notes, ratios, rich_table
@@ -67,7 +67,7 @@ from localmodel.ports import free_port
 from localmodel_llamacpp.decoder import default_slots
 from localmodel_llamacpp.engine import open_llama
 from scripts.llama_server import ensure_llama_server
-from scripts.test_models import MODELS, ensure_model
+from scripts.model_files import MODELS, ensure_model
 from tests.support.local_mode import LocalMode
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -136,8 +136,8 @@ def bench_main(argv: list[str]) -> int:
 
     from rich.console import Console
 
+    from localmodel.loadgen.bench import BenchOptions, bench, parse_concurrencies
     from localmodel.loadgen.client import api_base
-    from localmodel.loadgen.command import BenchOptions, bench, parse_concurrencies
 
     parser = argparse.ArgumentParser(
         prog="localmodel bench",

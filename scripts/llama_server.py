@@ -26,7 +26,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from scripts.test_models import pip_download
+from scripts.model_files import pip_download
 
 TOOLS = Path(os.environ.get("LOCALMODEL_TOOLS", Path(__file__).resolve().parent.parent / ".tools"))
 # What llama-cpp-python's CMakeLists sets for its own build of llama.cpp, and what we leave out.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.test_models import ensure_model
+from scripts.model_files import ensure_model
 
 
 def require_model(name: str) -> Path:

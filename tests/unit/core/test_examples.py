@@ -6,7 +6,7 @@ from pathlib import Path
 
 from localmodel.manifests import load_manifests
 from localmodel.sources import FileSource, parse_source
-from scripts.test_models import MODELS
+from scripts.model_files import MODELS
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
 

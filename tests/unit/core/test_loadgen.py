@@ -14,8 +14,8 @@ import pytest
 from openai.types import Completion
 from openai.types.chat import ChatCompletionChunk
 
+from localmodel.loadgen.bench import parse_concurrencies
 from localmodel.loadgen.client import ChatTarget, api_base
-from localmodel.loadgen.command import parse_concurrencies
 from localmodel.loadgen.driver import System, WarmupError, measure, run_level
 from localmodel.loadgen.report import headers, markdown, notes, ratios, rows
 from localmodel.loadgen.stats import (

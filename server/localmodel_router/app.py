@@ -134,6 +134,12 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
     return app
 
 
+def _not_served(app: FastAPI, request: Request) -> str:
+    """What a client that asked for a path the router has no route for needs: which path, and the API."""
+    api = sorted(path for path in app.openapi()["paths"] if path.startswith("/v1/"))  # built once, cached
+    return f"{request.method} {request.url.path} is not served here. The API: {', '.join(api)}"
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     """Every error leaves in OpenAI's shape."""
 
@@ -150,9 +156,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(BadRequestError(message, param=param))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         if error.status_code == 404:
-            return error_response(NotFoundError(f"Not found: {error.detail}"))
+            return error_response(NotFoundError(_not_served(app, request)))
         rendered = RouterError(str(error.detail))
         body = rendered.body()
         body["error"]["type"] = "invalid_request_error" if error.status_code < 500 else "server_error"

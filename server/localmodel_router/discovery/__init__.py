@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from localmodel.spec import LoadBalancing
-from localmodel_router.errors import ModelNotFoundError
+from localmodel_router.errors import BadRequestError, ModelNotFoundError
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class ModelRoute:
     endpoints: tuple[str, ...]
     aliases: tuple[str, ...] = ()
     max_tokens: int | None = None
+    # What the model is served for (LocalModel `tasks`: chat, completion, embedding, rerank); None: not
+    # known (a fixed backend address), so every endpoint is tried.
+    tasks: frozenset[str] | None = None
     created: int = 0  # unix seconds, for /v1/models
     owned_by: str = "localmodel"
     load_balancing: LoadBalancing = LoadBalancing()
@@ -60,13 +63,20 @@ class RoutingTable:
         """The route for a model name or alias, or None."""
         return self._by_name.get(model) if model is not None else None
 
-    def resolve(self, model: str) -> ModelRoute:
-        """The route for a model name or alias; 404 naming the known models otherwise."""
+    def resolve(self, model: str, task: str | None = None) -> ModelRoute:
+        """The route for a model name or alias, which must serve `task` if one is named (its LocalModel's
+        `tasks`); 404 naming the known models, or 400 naming what the model serves."""
         route = self.get(model)
         if route is None:
             known = ", ".join(sorted(self._by_name)) or "none"
             raise ModelNotFoundError(
                 f"The model '{model}' does not exist. Models served here: {known}", param="model"
+            )
+        if task is not None and route.tasks is not None and task not in route.tasks:
+            raise BadRequestError(
+                f"The model '{model}' does not serve {task} requests; its tasks are "
+                f"{', '.join(sorted(route.tasks))}",
+                param="model",
             )
         return route
 

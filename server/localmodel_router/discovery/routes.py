@@ -30,6 +30,7 @@ def route_for(
         endpoints=(external,) if external else endpoints,
         aliases=tuple(spec.aliases),
         max_tokens=spec.max_tokens,
+        tasks=frozenset(str(task) for task in spec.tasks),
         created=int(created_at(model)) if created is None else created,
         owned_by=namespace or "localmodel",
         # No ready endpoint: wait if replicas are wanted (pods starting), or ask for one (minReplicas 0).

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 class ChatService(Service):
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletion:
-        route = self._discovery.table().resolve(request.model)
+        route = self._discovery.table().resolve(request.model, "chat")
         options, tool_use = translate.chat_options(request, route)
         reply = await self._dispatcher.predict(route, options)
         text = reply.message.decode("utf-8", "replace")
@@ -47,7 +47,7 @@ class ChatService(Service):
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[str]:
         """SSE events; the backend stream is open (errors raised here) before the first event is made."""
-        route = self._discovery.table().resolve(request.model)
+        route = self._discovery.table().resolve(request.model, "chat")
         options, tool_use = translate.chat_options(request, route)
         return self._events(request, await self._dispatcher.stream(route, options), tool_use)
 

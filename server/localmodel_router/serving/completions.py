@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 class CompletionService(Service):
     async def complete(self, request: CompletionRequest) -> Completion:
-        route = self._discovery.table().resolve(request.model)
+        route = self._discovery.table().resolve(request.model, "completion")
         options = self._options(request, route)
         replies = await self._each([functools.partial(self._dispatcher.predict, route, o) for o in options])
         choices = [
@@ -39,7 +39,7 @@ class CompletionService(Service):
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[str]:
         """SSE events for each prompt in turn; the first backend stream is open before any event."""
-        route = self._discovery.table().resolve(request.model)
+        route = self._discovery.table().resolve(request.model, "completion")
         options = self._options(request, route)
         return self._events(request, route, options, await self._dispatcher.stream(route, options[0]))
 

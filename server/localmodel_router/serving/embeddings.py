@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 class EmbeddingService(Service):
     async def embed(self, request: EmbeddingRequest) -> EmbeddingList:
-        route = self._discovery.table().resolve(request.model)
+        route = self._discovery.table().resolve(request.model, "embedding")
         if request.dimensions is not None:
             raise BadRequestError(
                 "dimensions: not supported; the model's own size is returned", param="dimensions"

@@ -15,7 +15,7 @@ from localmodel_router.serving import Service
 
 class RerankService(Service):
     async def rerank(self, request: RerankRequest) -> RerankResponse:
-        route = self._discovery.table().resolve(request.model)
+        route = self._discovery.table().resolve(request.model, "rerank")
         options = translate.rerank_request(request)
         result = await self._dispatcher.unary(route, lambda stub, t: stub.Rerank(options, timeout=t))
         results = [

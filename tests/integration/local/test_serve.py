@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import yaml
 
@@ -60,6 +61,20 @@ def test_two_manifests_served_through_the_openai_client(two_models: LocalMode) -
     embedding = client.embeddings.create(model="gemma", input="The sea is blue.").data[0].embedding
     assert len(embedding) == 640  # Gemma-3-270M's hidden size
     assert "OpenAI-compatible API at" in "".join(two_models.stdout)
+
+
+def test_a_model_answers_only_the_tasks_its_manifest_names(two_models: LocalMode) -> None:
+    client = two_models.client()
+    with pytest.raises(
+        openai.BadRequestError, match="'gemma' does not serve chat requests; its tasks are embedding"
+    ):
+        client.chat.completions.create(
+            model="gemma", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
+    with pytest.raises(openai.BadRequestError, match="'gemma' does not serve completion requests"):
+        client.completions.create(model="gemma", prompt="Hi", max_tokens=4)
+    with pytest.raises(openai.BadRequestError, match="'smollm2' does not serve embedding requests"):
+        client.embeddings.create(model="smollm2", input="Hi")
 
 
 def test_a_killed_backend_is_restarted_and_serves_again(two_models: LocalMode) -> None:

@@ -121,7 +121,9 @@ def test_no_reachable_backend_is_502_with_retry_after(router: RouterProcess) -> 
 
 
 def test_unknown_route_is_404_in_openai_shape(router: RouterProcess) -> None:
-    assert_openai_error(httpx.get(f"{router.url}/v1/nothing-here"), 404)
+    reply = httpx.get(f"{router.url}/v1/nothing-here")
+    assert_openai_error(reply, 404, text="GET /v1/nothing-here is not served here. The API: ")
+    assert "/v1/chat/completions" in reply.json()["error"]["message"]
 
 
 def test_health_readiness_and_metrics(router: RouterProcess) -> None:

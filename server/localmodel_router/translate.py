@@ -144,6 +144,7 @@ def _sampling(
         stop_prompts=stop,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
+        logit_bias=json.dumps(request.logit_bias) if request.logit_bias else "",
     )
 
 

@@ -25,11 +25,13 @@ from typing import Any
 
 import jinja2
 import llama_cpp
+from llama_cpp.llama import LogitsProcessorList
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
 from localmodel_llamacpp.repack import RepackDecision, decide_repack, parse_system_info, read_cpu_flags
+from localmodel_llamacpp.samplers import check_biases
 from localmodel_llamacpp.stopping import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -202,6 +204,10 @@ class LlamaEngine:
                 f"the prompt has {len(tokens)} tokens; the context holds {llama.n_ctx()}"
             )
         max_new = min(sampling.max_tokens or room, room)
+        try:
+            check_biases(sampling, llama.n_vocab())
+        except ValueError as error:
+            raise InvalidRequestError(str(error)) from None
         grammar = self._grammar(sampling.grammar)
         llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
         # Evaluate the whole prompt every time. Reusing a cached prefix re-evaluates the prompt's tail in a
@@ -351,8 +357,23 @@ class LlamaEngine:
             mirostat_tau=sampling.mirostat_tau,
             mirostat_eta=sampling.mirostat_eta,
             grammar=grammar,
+            logits_processor=LogitsProcessorList([_biased(sampling.logit_bias)])
+            if sampling.logit_bias
+            else None,
         )
         return stream
+
+
+def _biased(biases: tuple[tuple[int, float], ...]) -> Callable[[Any, Any], Any]:
+    """logit_bias on the sequential path: added to the scores before llama-cpp-python samples."""
+    tokens = [token for token, _ in biases]
+    values = [bias for _, bias in biases]
+
+    def add(_: Any, scores: Any) -> Any:
+        scores[tokens] += values
+        return scores
+
+    return add
 
 
 def repack_decision(mode: str) -> RepackDecision:

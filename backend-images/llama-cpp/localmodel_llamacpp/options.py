@@ -183,6 +183,22 @@ class SamplingConfig:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
     grammar: str | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
+
+
+def _logit_bias(text: str) -> tuple[tuple[int, float], ...]:
+    """The JSON object `{"token id": bias}` as pairs (the vocabulary check comes with the model)."""
+    if not text:
+        return ()
+    biases = _parse_json("logit_bias", text)
+    if not isinstance(biases, dict):
+        raise OptionsError("logit_bias: expected a JSON object of token id → bias")
+    pairs = []
+    for token, bias in biases.items():
+        if not str(token).isdigit() or not isinstance(bias, int | float) or isinstance(bias, bool):
+            raise OptionsError(f"logit_bias: expected token id → number, got {token!r}: {bias!r}")
+        pairs.append((int(token), float(bias)))
+    return tuple(pairs)
 
 
 def sampling_config(request: backend_pb2.PredictOptions) -> SamplingConfig:
@@ -199,8 +215,6 @@ def sampling_config(request: backend_pb2.PredictOptions) -> SamplingConfig:
         raise OptionsError(f"mirostat: must be 0, 1 or 2, got {request.mirostat}")
     if request.logprobs or request.top_logprobs:
         raise OptionsError("logprobs: this backend does not return log probabilities yet")
-    if request.logit_bias and _parse_json("logit_bias", request.logit_bias):
-        raise OptionsError("logit_bias: this backend does not apply logit biases yet")
     return SamplingConfig(
         max_tokens=request.tokens,
         temperature=request.temperature,
@@ -210,6 +224,7 @@ def sampling_config(request: backend_pb2.PredictOptions) -> SamplingConfig:
         repeat_penalty=request.repeat_penalty or 1.0,
         frequency_penalty=request.frequency_penalty,
         presence_penalty=request.presence_penalty,
+        logit_bias=_logit_bias(request.logit_bias),
         mirostat=request.mirostat,
         mirostat_tau=request.mirostat_tau or 5.0,
         mirostat_eta=request.mirostat_eta or 0.1,

@@ -21,6 +21,7 @@ class SamplerChain:
     """A sampler chain for one sequence; `close()` frees it (and every sampler added to it)."""
 
     def __init__(self, vocab: Any, n_vocab: int, sampling: SamplingConfig) -> None:
+        check_biases(sampling, n_vocab)
         self.pointer = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         for sampler in _samplers(vocab, n_vocab, sampling):
             if not sampler:
@@ -39,8 +40,21 @@ class SamplerChain:
             self.pointer = None
 
 
+def check_biases(sampling: SamplingConfig, n_vocab: int) -> None:
+    """ValueError for a biased token id the vocabulary does not have (llama.cpp would write past the
+    logits)."""
+    for token, _ in sampling.logit_bias:
+        if token >= n_vocab:
+            raise ValueError(f"logit_bias: token {token} is not in the vocabulary (0 to {n_vocab - 1})")
+
+
 def _samplers(vocab: Any, n_vocab: int, sampling: SamplingConfig) -> list[Any]:
     chain = []
+    if sampling.logit_bias:  # first, as llama.cpp's common sampling puts it: every later step sees it
+        biases = (llama_cpp.llama_logit_bias * len(sampling.logit_bias))(
+            *(llama_cpp.llama_logit_bias(token, bias) for token, bias in sampling.logit_bias)
+        )
+        chain.append(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(sampling.logit_bias), biases))
     if sampling.repeat_penalty != 1.0 or sampling.frequency_penalty or sampling.presence_penalty:
         # The binding declares an extra leading int (n_vocab, gone from the C function); passing the
         # look-back twice puts it where the C function reads it whichever signature is right.

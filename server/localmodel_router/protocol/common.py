@@ -39,6 +39,25 @@ def _token_ids_in_range(value: Any) -> Any:
 TextsOrTokens = Annotated[str | list[str] | list[int] | list[list[int]], AfterValidator(_token_ids_in_range)]
 TokenLimit = Field(default=None, ge=1, le=INT32_MAX)
 
+MOST_BIASES = 1024  # logit_bias entries: far above what steering a few tokens needs
+
+
+def _biases_in_range(value: dict[str, float] | None) -> dict[str, float] | None:
+    """OpenAI's logit_bias: token ids (as JSON object keys) → a bias between -100 and 100."""
+    if value is None:
+        return None
+    if len(value) > MOST_BIASES:
+        raise ValueError(f"at most {MOST_BIASES} token biases, got {len(value)}")
+    for token, bias in value.items():
+        if not token.isdigit() or int(token) > INT32_MAX:
+            raise ValueError(f"keys are token ids (0 to {INT32_MAX}), got {token!r}")
+        if not -100 <= bias <= 100:
+            raise ValueError(f"biases are between -100 and 100, got {bias} for token {token}")
+    return value
+
+
+LogitBias = Annotated[dict[str, float] | None, AfterValidator(_biases_in_range)]
+
 Temperature = Field(default=None, ge=0, le=2)
 TopP = Field(default=None, ge=0, le=1)
 Penalty = Field(default=None, ge=-2, le=2)
@@ -54,6 +73,7 @@ class GenerationRequest(OpenAIRequest):
     stop: str | list[str] | None = None
     presence_penalty: float | None = Penalty
     frequency_penalty: float | None = Penalty
+    logit_bias: LogitBias = None
     n: int = Field(default=1, ge=1, le=MOST_CHOICES)
     stream: bool = False
     stream_options: StreamOptions | None = None

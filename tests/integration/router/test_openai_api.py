@@ -220,3 +220,29 @@ def test_leaving_a_stream_stops_generation_on_the_real_backend(router: RouterPro
     started = time.monotonic()
     client.completions.create(model="smollm2", prompt="Hi", max_tokens=2)
     assert time.monotonic() - started < 15, "the next request should be served promptly"
+
+
+def test_logit_bias_steers_the_greedy_answer(router: RouterProcess) -> None:
+    import httpx
+
+    banana = httpx.post(f"{router.url}/v1/tokenize", json={"model": "smollm2", "content": " banana"}).json()
+    token = banana["tokens"][0]
+    client = router.client()
+    ask = {"model": "smollm2", "prompt": "The capital of France is", "max_tokens": 3, "temperature": 0}
+    plain = client.completions.create(**ask).choices[0].text  # type: ignore[call-overload]
+    steered = client.completions.create(**ask, logit_bias={str(token): 100}).choices[0].text  # type: ignore[call-overload]
+    assert " banana" not in plain
+    assert steered.startswith(" banana")  # +100: the biased token wins every greedy pick
+    first = httpx.post(f"{router.url}/v1/tokenize", json={"model": "smollm2", "content": plain}).json()[
+        "tokens"
+    ][0]
+    avoided = client.completions.create(**ask, logit_bias={str(first): -100}).choices[0].text  # type: ignore[call-overload]
+    assert avoided != plain  # -100 on the token greedy decoding picked first: it is never picked
+
+
+def test_logit_bias_outside_the_vocabulary_is_400(router: RouterProcess) -> None:
+    client = router.client()
+    with pytest.raises(openai.BadRequestError, match="token 49152 is not in the vocabulary"):
+        client.completions.create(model="smollm2", prompt="Hi", max_tokens=2, logit_bias={"49152": 5})  # type: ignore[dict-item]
+    with pytest.raises(openai.BadRequestError, match="biases are between -100 and 100"):
+        client.completions.create(model="smollm2", prompt="Hi", max_tokens=2, logit_bias={"5": 101})  # type: ignore[dict-item]

@@ -94,6 +94,11 @@ def test_unknown_backend_options_are_ignored() -> None:
     assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=options)) == plain
 
 
+def test_logit_bias_is_passed_as_token_bias_pairs() -> None:
+    config = sampling_config(backend_pb2.PredictOptions(logit_bias='{"42": 5, "7": -100}'))
+    assert config.logit_bias == ((42, 5.0), (7, -100.0))
+
+
 def test_sampling_zero_means_default() -> None:
     config = sampling_config(backend_pb2.PredictOptions())
     assert (config.top_p, config.top_k, config.repeat_penalty, config.temperature) == (1.0, 0, 1.0, 0.0)
@@ -120,7 +125,9 @@ def test_sampling_mapping() -> None:
         ({"mirostat": 3}, "mirostat"),
         ({"logprobs": 1}, "logprobs"),
         ({"logit_bias": "{not json"}, "logit_bias"),
-        ({"logit_bias": '{"42": 5}'}, "logit_bias"),
+        ({"logit_bias": "[42, 5]"}, "logit_bias: expected a JSON object"),
+        ({"logit_bias": '{"x": 5}'}, "logit_bias: expected token id → number"),
+        ({"logit_bias": '{"42": "up"}'}, "logit_bias: expected token id → number"),
     ],
 )
 def test_bad_sampling_options_name_the_field(fields: dict[str, object], message: str) -> None:

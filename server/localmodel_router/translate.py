@@ -43,8 +43,6 @@ def chat_options(
     request: ChatCompletionRequest, route: ModelRoute
 ) -> tuple[backend_pb2.PredictOptions, ToolUse | None]:
     """PredictOptions for a chat request, and the tools to parse the answer for (if any)."""
-    if request.n != 1:
-        raise BadRequestError("n: only n=1 is supported", param="n")
     messages = [_message(i, m) for i, m in enumerate(request.messages)]
     gbnf, tool_use = _constraints(request)
     if tool_use is not None:
@@ -70,13 +68,29 @@ def completion_options(
     return options
 
 
+def per_choice(options: backend_pb2.PredictOptions, n: int) -> list[backend_pb2.PredictOptions]:
+    """The backend requests for `n` answers to one request: one each. A request that names a seed gets
+    seed, seed + 1, ... so that its answers differ and each stays reproducible; without one, each
+    answer gets a random seed of its own."""
+    copies = []
+    for index in range(n):
+        copy = backend_pb2.PredictOptions()
+        copy.CopyFrom(options)
+        if options.seed != RANDOM_SEED and index:
+            copy.seed = (options.seed + index) % 2**31  # stays a non-negative int32
+        copies.append(copy)
+    return copies
+
+
 def completion_prompts(request: CompletionRequest) -> list[str]:
     """The text prompts of a completion request, with what this router cannot do refused clearly."""
     for name, unsupported in (("echo", request.echo), ("suffix", request.suffix)):
         if unsupported:
             raise BadRequestError(f"{name}: not supported", param=name)
-    if request.n != 1 or (request.best_of or 1) != 1:
-        raise BadRequestError("n, best_of: only 1 is supported", param="n")
+    if request.best_of not in (None, request.n):
+        raise BadRequestError(
+            "best_of: only best_of = n (every answer returned) is supported", param="best_of"
+        )
     prompt = request.prompt
     if isinstance(prompt, str):
         return [prompt]

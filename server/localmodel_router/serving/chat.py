@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from localmodel_router import translate
+from localmodel_router.discovery import ModelRoute
 from localmodel_router.protocol.chat import (
     AssistantMessage,
     ChatChoice,
@@ -28,67 +30,88 @@ class ChatService(Service):
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletion:
         route = self._discovery.table().resolve(request.model, "chat")
         options, tool_use = translate.chat_options(request, route)
-        reply = await self._dispatcher.predict(route, options)
-        text = reply.message.decode("utf-8", "replace")
-        calls = translate.tool_calls(text, tool_use) if tool_use else None
-        finish: FinishReason = "tool_calls" if calls else translate.finish_reason(reply)
+        self._check_count("n", request.n)
+        replies = await self._each(
+            [
+                functools.partial(self._dispatcher.predict, route, o)
+                for o in translate.per_choice(options, request.n)
+            ]
+        )
         return ChatCompletion(
             id=new_id("chatcmpl"),
             created=now(),
             model=request.model,
-            choices=[
-                ChatChoice(
-                    message=AssistantMessage(content=None if calls else text, tool_calls=calls),
-                    finish_reason=finish,
-                )
-            ],
-            usage=usage(reply.prompt_tokens, reply.tokens),
+            choices=[_choice(index, reply, tool_use) for index, reply in enumerate(replies)],
+            # The prompt is read once per answer, but it is one prompt: counted once, as OpenAI counts it.
+            usage=usage(replies[0].prompt_tokens, sum(reply.tokens for reply in replies)),
         )
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[str]:
-        """SSE events; the backend stream is open (errors raised here) before the first event is made."""
+        """SSE events; the first backend stream is open (errors raised here) before the first event is
+        made. With n > 1 the answers follow one another, each chunk naming its choice's index."""
         route = self._discovery.table().resolve(request.model, "chat")
         options, tool_use = translate.chat_options(request, route)
-        return self._events(request, await self._dispatcher.stream(route, options), tool_use)
+        self._check_count("n", request.n)
+        each = translate.per_choice(options, request.n)
+        return self._events(request, route, each, await self._dispatcher.stream(route, each[0]), tool_use)
 
     async def _events(
         self,
         request: ChatCompletionRequest,
-        replies: AsyncIterator[backend_pb2.Reply],
+        route: ModelRoute,
+        each: list[backend_pb2.PredictOptions],
+        first_replies: AsyncIterator[backend_pb2.Reply],
         tool_use: translate.ToolUse | None,
     ) -> AsyncIterator[str]:
         completion_id, created = new_id("chatcmpl"), now()
+        prompt_tokens = completion_tokens = 0
 
-        def chunk(delta: ChatDelta, finish: FinishReason | None = None) -> str:
-            choice = ChatChunkChoice(delta=delta, finish_reason=finish)
+        def chunk(index: int, delta: ChatDelta, finish: FinishReason | None = None) -> str:
+            choice = ChatChunkChoice(index=index, delta=delta, finish_reason=finish)
             return event(
                 ChatCompletionChunk(id=completion_id, created=created, model=request.model, choices=[choice])
             )
 
-        yield chunk(ChatDelta(role="assistant", content=""))
-        last, text = None, []
-        async for reply in replies:
-            last = reply
-            piece = reply.message.decode("utf-8", "replace")
+        for index, options in enumerate(each):
+            replies = first_replies if index == 0 else await self._dispatcher.stream(route, options)
+            yield chunk(index, ChatDelta(role="assistant", content=""))
+            last, text = None, []
+            async for reply in replies:
+                last = reply
+                piece = reply.message.decode("utf-8", "replace")
+                if tool_use is not None:
+                    text.append(piece)  # a tool call can only be parsed whole
+                elif piece:
+                    yield chunk(index, ChatDelta(content=piece))
+            assert last is not None  # an open stream has at least its first reply
+            finish: FinishReason = translate.finish_reason(last)
             if tool_use is not None:
-                text.append(piece)  # a tool call can only be parsed whole
-            elif piece:
-                yield chunk(ChatDelta(content=piece))
-
-        assert last is not None  # an open stream has at least its first reply
-        finish: FinishReason = translate.finish_reason(last)
-        if tool_use is not None:
-            answer = "".join(text)
-            calls = translate.tool_calls(answer, tool_use)
-            if calls:
-                deltas = [ToolCallDelta(index=i, id=c.id, function=c.function) for i, c in enumerate(calls)]
-                yield chunk(ChatDelta(tool_calls=deltas))
-                finish = "tool_calls"
-            elif answer:
-                yield chunk(ChatDelta(content=answer))
-        yield chunk(ChatDelta(), finish)
+                answer = "".join(text)
+                calls = translate.tool_calls(answer, tool_use)
+                if calls:
+                    deltas = [
+                        ToolCallDelta(index=i, id=c.id, function=c.function) for i, c in enumerate(calls)
+                    ]
+                    yield chunk(index, ChatDelta(tool_calls=deltas))
+                    finish = "tool_calls"
+                elif answer:
+                    yield chunk(index, ChatDelta(content=answer))
+            yield chunk(index, ChatDelta(), finish)
+            prompt_tokens = last.prompt_tokens
+            completion_tokens += last.tokens
         tokens = usage_event(
-            request, ChatCompletionChunk, completion_id, created, last.prompt_tokens, last.tokens
+            request, ChatCompletionChunk, completion_id, created, prompt_tokens, completion_tokens
         )
         if tokens is not None:
             yield tokens
+
+
+def _choice(index: int, reply: backend_pb2.Reply, tool_use: translate.ToolUse | None) -> ChatChoice:
+    text = reply.message.decode("utf-8", "replace")
+    calls = translate.tool_calls(text, tool_use) if tool_use else None
+    finish: FinishReason = "tool_calls" if calls else translate.finish_reason(reply)
+    return ChatChoice(
+        index=index,
+        message=AssistantMessage(content=None if calls else text, tool_calls=calls),
+        finish_reason=finish,
+    )

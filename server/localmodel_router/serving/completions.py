@@ -28,7 +28,7 @@ class CompletionService(Service):
             )
             for i, r in enumerate(replies)
         ]
-        prompt_tokens = sum(r.prompt_tokens for r in replies)
+        prompt_tokens = sum(r.prompt_tokens for r in replies[:: request.n])  # each prompt counted once
         return Completion(
             id=new_id("cmpl"),
             created=now(),
@@ -44,10 +44,15 @@ class CompletionService(Service):
         return self._events(request, route, options, await self._dispatcher.stream(route, options[0]))
 
     def _options(self, request: CompletionRequest, route: ModelRoute) -> list[backend_pb2.PredictOptions]:
-        """One backend request per prompt, the number of prompts checked before any is translated."""
+        """One backend request per prompt and answer (`n` each: choice `p * n + i` is prompt p's answer i,
+        as OpenAI orders them), their number checked before any is translated."""
         prompts = translate.completion_prompts(request)
-        self._check_count("prompt", len(prompts))
-        return [translate.completion_options(request, prompt, route) for prompt in prompts]
+        self._check_count("prompt", len(prompts) * request.n)
+        return [
+            each
+            for prompt in prompts
+            for each in translate.per_choice(translate.completion_options(request, prompt, route), request.n)
+        ]
 
     async def _events(
         self,
@@ -72,7 +77,8 @@ class CompletionService(Service):
                     yield chunk(index, reply.message.decode("utf-8", "replace"))
             assert last is not None
             yield chunk(index, "", translate.finish_reason(last))
-            prompt_tokens += last.prompt_tokens
+            if index % request.n == 0:  # each prompt counted once, however many answers it gets
+                prompt_tokens += last.prompt_tokens
             completion_tokens += last.tokens
         tokens = usage_event(request, Completion, completion_id, created, prompt_tokens, completion_tokens)
         if tokens is not None:

@@ -38,7 +38,7 @@ def test_unknown_model_is_404_naming_the_known_ones(router: RouterProcess) -> No
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"n": 2}, "n"),
+        ({"n": 129}, "n"),
         ({"temperature": 3}, "temperature"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0]"),

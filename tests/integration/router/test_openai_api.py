@@ -246,3 +246,28 @@ def test_logit_bias_outside_the_vocabulary_is_400(router: RouterProcess) -> None
         client.completions.create(model="smollm2", prompt="Hi", max_tokens=2, logit_bias={"49152": 5})  # type: ignore[dict-item]
     with pytest.raises(openai.BadRequestError, match="biases are between -100 and 100"):
         client.completions.create(model="smollm2", prompt="Hi", max_tokens=2, logit_bias={"5": 101})  # type: ignore[dict-item]
+
+
+def test_n_answers_in_one_request_streamed_or_not(router: RouterProcess) -> None:
+    client = router.client()
+    ask = {"model": "smollm2", "messages": [{"role": "user", "content": "Name a color."}], "max_tokens": 8}
+    several = client.chat.completions.create(**ask, n=3, temperature=1.0, seed=11)  # type: ignore[call-overload]
+    assert [choice.index for choice in several.choices] == [0, 1, 2]
+    answers = [choice.message.content for choice in several.choices]
+    assert all(answers) and len(set(answers)) > 1  # seeds 11, 12, 13: different samples
+    again = client.chat.completions.create(**ask, n=3, temperature=1.0, seed=11)  # type: ignore[call-overload]
+    assert [choice.message.content for choice in again.choices] == answers  # and reproducible
+    one = client.chat.completions.create(**ask, temperature=1.0, seed=11)  # type: ignore[call-overload]
+    assert several.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt counted once
+    streamed: dict[int, str] = {}
+    stream = client.chat.completions.create(**ask, n=3, temperature=1.0, seed=11, stream=True)  # type: ignore[call-overload]
+    finished = set()
+    for chunk in stream:
+        for choice in chunk.choices:
+            streamed[choice.index] = streamed.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finished.add(choice.index)
+    assert [streamed[i] for i in range(3)] == answers and finished == {0, 1, 2}
+    text = client.completions.create(model="smollm2", prompt=["A", "B"], n=2, max_tokens=4, temperature=0)
+    assert [choice.index for choice in text.choices] == [0, 1, 2, 3]  # prompt p's answer i is p * n + i
+    assert text.choices[0].text == text.choices[1].text  # greedy: n equal answers, as OpenAI gives

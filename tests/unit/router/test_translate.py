@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from localmodel.wire import backend_pb2
 from localmodel_router import translate
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.errors import BadRequestError
@@ -69,7 +70,6 @@ def test_messages_text_parts_roles_and_tool_calls() -> None:
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"n": 2}, "n"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0]"),
         ({"tools": [TOOL], "response_format": {"type": "json_object"}}, "response_format"),
         (
@@ -119,10 +119,23 @@ def test_completion_prompts() -> None:
     assert (
         translate.completion_options(request(), "p", ROUTE).tokens == 16
     )  # OpenAI's default for completions
-    for fields, param in (({"echo": True}, "echo"), ({"prompt": [1, 2]}, "prompt"), ({"n": 3}, "n")):
+    for fields, param in (
+        ({"echo": True}, "echo"),
+        ({"prompt": [1, 2]}, "prompt"),
+        ({"n": 3, "best_of": 4}, "best_of"),
+    ):
         with pytest.raises(BadRequestError) as caught:
             translate.completion_prompts(request(**fields))
         assert caught.value.param == param
+
+
+def test_n_answers_get_seeds_of_their_own() -> None:
+    seeded = backend_pb2.PredictOptions(prompt="p", seed=7)
+    assert [o.seed for o in translate.per_choice(seeded, 3)] == [7, 8, 9]
+    assert [o.prompt for o in translate.per_choice(seeded, 3)] == ["p"] * 3
+    unseeded = backend_pb2.PredictOptions(seed=-1)
+    assert [o.seed for o in translate.per_choice(unseeded, 2)] == [-1, -1]  # each random
+    assert translate.per_choice(backend_pb2.PredictOptions(seed=2**31 - 1), 2)[1].seed == 0  # stays int32
 
 
 def test_embedding_inputs() -> None:

@@ -64,6 +64,11 @@ class BackendStub:
                 request_serializer=localmodel_dot_wire_dot_backend__pb2.PredictOptions.SerializeToString,
                 response_deserializer=localmodel_dot_wire_dot_backend__pb2.TokenizationResponse.FromString,
                 _registered_method=True)
+        self.Detokenize = channel.unary_unary(
+                '/backend.Backend/Detokenize',
+                request_serializer=localmodel_dot_wire_dot_backend__pb2.PredictOptions.SerializeToString,
+                response_deserializer=localmodel_dot_wire_dot_backend__pb2.Reply.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/backend.Backend/Status',
                 request_serializer=localmodel_dot_wire_dot_backend__pb2.HealthMessage.SerializeToString,
@@ -122,6 +127,14 @@ class BackendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Detokenize(self, request, context):
+        """localmodel's addition, not in LocalAI's service (a LocalAI backend answers UNIMPLEMENTED): the text of
+        the token ids in `embedding_tokens`, in `message`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Status(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -172,6 +185,11 @@ def add_BackendServicer_to_server(servicer, server):
                     servicer.TokenizeString,
                     request_deserializer=localmodel_dot_wire_dot_backend__pb2.PredictOptions.FromString,
                     response_serializer=localmodel_dot_wire_dot_backend__pb2.TokenizationResponse.SerializeToString,
+            ),
+            'Detokenize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Detokenize,
+                    request_deserializer=localmodel_dot_wire_dot_backend__pb2.PredictOptions.FromString,
+                    response_serializer=localmodel_dot_wire_dot_backend__pb2.Reply.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
@@ -351,6 +369,33 @@ class Backend:
             '/backend.Backend/TokenizeString',
             localmodel_dot_wire_dot_backend__pb2.PredictOptions.SerializeToString,
             localmodel_dot_wire_dot_backend__pb2.TokenizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Detokenize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backend.Backend/Detokenize',
+            localmodel_dot_wire_dot_backend__pb2.PredictOptions.SerializeToString,
+            localmodel_dot_wire_dot_backend__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,

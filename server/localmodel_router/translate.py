@@ -127,6 +127,10 @@ def rerank_request(request: RerankRequest) -> backend_pb2.RerankRequest:
     return backend_pb2.RerankRequest(query=request.query, documents=request.documents, top_n=top_n)
 
 
+def detokenize_request(tokens: list[int]) -> backend_pb2.PredictOptions:
+    return backend_pb2.PredictOptions(embedding_tokens=tokens)
+
+
 def tokenize_request(text: str) -> backend_pb2.PredictOptions:
     return backend_pb2.PredictOptions(prompt=text)
 

@@ -286,7 +286,7 @@ class LlamaEngine:
         outside = next((token for token in tokens if not 0 <= token < vocabulary), None)
         if outside is not None:
             raise InvalidRequestError(
-                f"input: token id {outside} is outside the model's vocabulary (0 to {vocabulary - 1})"
+                f"token id {outside} is outside the model's vocabulary (0 to {vocabulary - 1})"
             )
         return bytes(llama.detokenize(tokens)).decode("utf-8", "replace")
 

@@ -108,6 +108,11 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
             tokens = await self._scheduler.run(self._engine.tokenize, request.prompt)
         return backend_pb2.TokenizationResponse(length=len(tokens), tokens=tokens)
 
+    async def Detokenize(self, request: backend_pb2.PredictOptions, context: Any) -> backend_pb2.Reply:
+        async with _status_codes(context):
+            text = await self._scheduler.run(self._engine.detokenize, list(request.embedding_tokens))
+        return backend_pb2.Reply(message=text.encode("utf-8"))
+
     async def Status(self, request: backend_pb2.HealthMessage, context: Any) -> backend_pb2.StatusResponse:
         scheduler = self._scheduler
         if self._engine.config is None:

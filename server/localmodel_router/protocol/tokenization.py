@@ -1,10 +1,15 @@
-"""POST /v1/tokenize (LocalAI's `content`, or vLLM's `prompt`)."""
+"""POST /v1/tokenize (LocalAI's `content`, or vLLM's `prompt`) and POST /v1/detokenize (llama.cpp's and
+vLLM's `tokens` → `content`, or vLLM's `prompt`)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, model_validator
+from typing import Annotated
 
-from localmodel_router.protocol.common import OpenAIRequest
+from pydantic import BaseModel, Field, model_validator
+
+from localmodel_router.protocol.common import INT32_MAX, OpenAIRequest
+
+MOST_TOKENS = 1 << 20  # token ids in one detokenize request: far above any context
 
 
 class TokenizeRequest(OpenAIRequest):
@@ -26,3 +31,13 @@ class TokenizeRequest(OpenAIRequest):
 class TokenizeResponse(BaseModel):
     tokens: list[int]
     count: int
+
+
+class DetokenizeRequest(OpenAIRequest):
+    model: str
+    tokens: list[Annotated[int, Field(ge=0, le=INT32_MAX)]] = Field(max_length=MOST_TOKENS)
+
+
+class DetokenizeResponse(BaseModel):
+    content: str
+    prompt: str  # the same text under vLLM's name

@@ -118,6 +118,13 @@ def test_tokenize(router: RouterProcess) -> None:
 
     reply = httpx.post(f"{router.url}/v1/tokenize", json={"model": "smollm2", "content": "Hello world"})
     assert reply.status_code == 200 and reply.json() == {"tokens": [19556, 905], "count": 2}
+    back = httpx.post(f"{router.url}/v1/detokenize", json={"model": "smollm2", "tokens": [19556, 905]})
+    assert back.status_code == 200 and back.json() == {"content": "Hello world", "prompt": "Hello world"}
+    outside = httpx.post(f"{router.url}/v1/detokenize", json={"model": "smollm2", "tokens": [1, 49152]})
+    assert outside.status_code == 400, outside.text
+    assert "token id 49152 is outside the model's vocabulary" in outside.json()["error"]["message"]
+    negative = httpx.post(f"{router.url}/v1/detokenize", json={"model": "smollm2", "tokens": [-1]})
+    assert negative.status_code == 400 and negative.json()["error"]["param"] == "tokens.0"
 
 
 def test_json_mode_returns_parseable_json(router: RouterProcess) -> None:

@@ -12,7 +12,7 @@ from localmodel_router import grammar
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.errors import BadRequestError
 from localmodel_router.protocol.chat import ChatCompletionRequest, ChatMessage, FunctionCall, ToolCall
-from localmodel_router.protocol.common import FinishReason, GenerationRequest
+from localmodel_router.protocol.common import FinishReason, GenerationRequest, TokenLogprob
 from localmodel_router.protocol.completions import CompletionRequest
 from localmodel_router.protocol.rerank import RerankRequest
 
@@ -63,9 +63,17 @@ def completion_options(
 ) -> backend_pb2.PredictOptions:
     options = _sampling(request, route, request.max_tokens, "max_tokens")
     options.prompt = prompt
-    if request.logprobs is not None:
-        options.logprobs = request.logprobs
+    if request.logprobs is not None:  # completions' `logprobs: N` is chat's `top_logprobs: N`
+        options.logprobs = 1
+        options.top_logprobs = request.logprobs
     return options
+
+
+def token_logprobs(reply: backend_pb2.Reply) -> list[TokenLogprob]:
+    """The log probabilities a backend reply carries (a JSON list in chat's shape), if any."""
+    if not reply.logprobs:
+        return []
+    return [TokenLogprob.model_validate(entry) for entry in json.loads(reply.logprobs)]
 
 
 def per_choice(options: backend_pb2.PredictOptions, n: int) -> list[backend_pb2.PredictOptions]:

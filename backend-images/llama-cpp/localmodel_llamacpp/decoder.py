@@ -37,8 +37,17 @@ from threading import Event
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
-from localmodel_llamacpp.engine import Chunk, GenerationStats, InvalidRequestError, LlamaEngine, Prompt
+from localmodel_llamacpp.engine import (
+    Chunk,
+    GenerationStats,
+    InvalidRequestError,
+    LlamaEngine,
+    Prompt,
+    TokenLogprob,
+)
+from localmodel_llamacpp.logprobs import token_logprobs
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
 from localmodel_llamacpp.samplers import SamplerChain
 from localmodel_llamacpp.step_size import StepSizer
@@ -103,10 +112,12 @@ class _Sequence:
     first_token_at: float | None = None
     prefilling: bool = True
     last_step: int = 0  # the number of the generation step in which this sequence last got a token
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of tokens not sent in a Chunk yet
 
     def chunk(self, text: str, finish_reason: str | None = None) -> Chunk:
         now = time.perf_counter()
         first = self.first_token_at or now
+        logprobs, self.logprobs = tuple(self.logprobs), []
         return Chunk(
             text=text,
             prompt_tokens=len(self.tokens),
@@ -114,6 +125,7 @@ class _Sequence:
             prompt_ms=(first - self.request.arrived) * 1000,
             generation_ms=(now - first) * 1000,
             finish_reason=finish_reason,
+            logprobs=logprobs,
         )
 
 
@@ -281,7 +293,7 @@ class BatchDecoder:
         sequence.pos += len(chunk)
         if last:
             sequence.prefilling = False
-            self._take(slot, sequence.sampler.sample(self._ctx, len(chunk) - 1))
+            self._take(slot, self._sample(sequence, len(chunk) - 1))
 
     def _generate(self, slots: list[_Slot]) -> None:
         entries = []
@@ -299,7 +311,21 @@ class BatchDecoder:
             slot.cached.extend(sequence.pending)
             sequence.pos += 1
             sequence.last_step = self._sizer.steps + 1  # this step's number: recorded once it ends
-            self._take(slot, sequence.sampler.sample(self._ctx, index))
+            self._take(slot, self._sample(sequence, index))
+
+    def _sample(self, sequence: _Sequence, index: int) -> int:
+        """The next token from batch position `index`'s logits, its log probabilities noted if asked."""
+        token = sequence.sampler.sample(self._ctx, index)
+        top = sequence.request.sampling.logprobs
+        if top is not None and not llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,)
+            )
+            chosen, best = token_logprobs(logits, token, top)
+            sequence.logprobs.append(
+                TokenLogprob(self._piece(token), chosen, tuple((self._piece(i), lp) for i, lp in best))
+            )
+        return token
 
     def _fill(self, entries: list[tuple[int, int, int, bool]]) -> None:
         batch = self._batch

@@ -109,6 +109,17 @@ class Chunk:
     prompt_ms: float
     generation_ms: float
     finish_reason: str | None = None  # "stop", "length" or "cancelled"
+    logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens since the previous Chunk, when asked for
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log probability under the model (before sampling's changes), and the most
+    likely alternatives at its position."""
+
+    token: bytes  # the token's piece (may be part of a UTF-8 character)
+    logprob: float
+    top: tuple[tuple[bytes, float], ...] = ()
 
 
 @dataclass
@@ -208,6 +219,12 @@ class LlamaEngine:
             check_biases(sampling, llama.n_vocab())
         except ValueError as error:
             raise InvalidRequestError(str(error)) from None
+        if sampling.logprobs is not None:
+            # Serving one request at a time (an embedding model, or no batch decoder could be made): the
+            # log probabilities come with the batch decoders.
+            raise InvalidRequestError(
+                "logprobs: not available while this backend serves one request at a time"
+            )
         grammar = self._grammar(sampling.grammar)
         llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
         # Evaluate the whole prompt every time. Reusing a cached prefix re-evaluates the prompt's tail in a
@@ -279,14 +296,16 @@ class LlamaEngine:
         tokens: list[int] = llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         return tokens
 
-    def detokenize(self, tokens: list[int]) -> str:
+    def detokenize(self, tokens: list[int], param: str = "input") -> str:
+        """The text of `tokens`; an id outside the vocabulary is an InvalidRequestError naming `param`
+        (the request field the ids came in)."""
         llama = self._require_model()
         # llama.cpp aborts the process on an id outside the vocabulary: refuse it here.
         vocabulary = llama.n_vocab()
         outside = next((token for token in tokens if not 0 <= token < vocabulary), None)
         if outside is not None:
             raise InvalidRequestError(
-                f"token id {outside} is outside the model's vocabulary (0 to {vocabulary - 1})"
+                f"{param}: token id {outside} is outside the model's vocabulary (0 to {vocabulary - 1})"
             )
         return bytes(llama.detokenize(tokens)).decode("utf-8", "replace")
 

@@ -184,6 +184,10 @@ class SamplingConfig:
     ignore_eos: bool = False
     grammar: str | None = None
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
+    logprobs: int | None = None  # each token's log probability and this many top alternatives; None: no
+
+
+MAX_TOP_LOGPROBS = 20  # OpenAI's bound
 
 
 def _logit_bias(text: str) -> tuple[tuple[int, float], ...]:
@@ -213,8 +217,8 @@ def sampling_config(request: backend_pb2.PredictOptions) -> SamplingConfig:
         raise OptionsError(f"top_k: must not be negative, got {request.top_k}")
     if request.mirostat not in (0, 1, 2):
         raise OptionsError(f"mirostat: must be 0, 1 or 2, got {request.mirostat}")
-    if request.logprobs or request.top_logprobs:
-        raise OptionsError("logprobs: this backend does not return log probabilities yet")
+    if not 0 <= request.top_logprobs <= MAX_TOP_LOGPROBS:
+        raise OptionsError(f"top_logprobs: between 0 and {MAX_TOP_LOGPROBS}, got {request.top_logprobs}")
     return SamplingConfig(
         max_tokens=request.tokens,
         temperature=request.temperature,
@@ -225,6 +229,8 @@ def sampling_config(request: backend_pb2.PredictOptions) -> SamplingConfig:
         frequency_penalty=request.frequency_penalty,
         presence_penalty=request.presence_penalty,
         logit_bias=_logit_bias(request.logit_bias),
+        # `logprobs` (non-zero) asks for them; `top_logprobs`, for that many alternatives of each token.
+        logprobs=request.top_logprobs if request.logprobs else None,
         mirostat=request.mirostat,
         mirostat_tau=request.mirostat_tau or 5.0,
         mirostat_eta=request.mirostat_eta or 0.1,

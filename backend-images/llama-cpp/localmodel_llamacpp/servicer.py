@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from localmodel_llamacpp.engine import (
     ModelNotLoadedError,
     Prompt,
     StoppingError,
+    TokenLogprob,
 )
 from localmodel_llamacpp.options import OptionsError, chat_messages, chat_tools, load_config, sampling_config
 
@@ -81,9 +83,11 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
 
     async def Predict(self, request: backend_pb2.PredictOptions, context: Any) -> backend_pb2.Reply:
         parts: list[str] = []
+        logprobs: list[TokenLogprob] = []
         async for chunk in self._generate(request, context):
             parts.append(chunk.text)
-        return _reply("".join(parts), chunk)
+            logprobs += chunk.logprobs
+        return _reply("".join(parts), chunk, tuple(logprobs))
 
     async def PredictStream(
         self, request: backend_pb2.PredictOptions, context: Any
@@ -110,7 +114,9 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
 
     async def Detokenize(self, request: backend_pb2.PredictOptions, context: Any) -> backend_pb2.Reply:
         async with _status_codes(context):
-            text = await self._scheduler.run(self._engine.detokenize, list(request.embedding_tokens))
+            text = await self._scheduler.run(
+                self._engine.detokenize, list(request.embedding_tokens), "tokens"
+            )
         return backend_pb2.Reply(message=text.encode("utf-8"))
 
     async def Status(self, request: backend_pb2.HealthMessage, context: Any) -> backend_pb2.StatusResponse:
@@ -174,12 +180,26 @@ def _prompt(request: backend_pb2.PredictOptions) -> Prompt:
     return Prompt(text=request.prompt)
 
 
-def _reply(text: str, chunk: Chunk) -> backend_pb2.Reply:
+def _reply(text: str, chunk: Chunk, logprobs: tuple[TokenLogprob, ...] | None = None) -> backend_pb2.Reply:
+    """`logprobs`: of the tokens in `text` (default: the chunk's own)."""
+    given = chunk.logprobs if logprobs is None else logprobs
     return backend_pb2.Reply(
         message=text.encode("utf-8"),
+        logprobs=_logprobs_json(given) if given else b"",
         tokens=chunk.completion_tokens,
         prompt_tokens=chunk.prompt_tokens,
         timing_prompt_processing=chunk.prompt_ms,
         timing_token_generation=chunk.generation_ms,
         finish_reason=chunk.finish_reason or "",
     )
+
+
+def _logprobs_json(logprobs: tuple[TokenLogprob, ...]) -> bytes:
+    """`Reply.logprobs`: OpenAI's chat shape, a JSON list of {token, logprob, bytes, top_logprobs}."""
+
+    def entry(piece: bytes, logprob: float) -> dict[str, Any]:
+        return {"token": piece.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(piece)}
+
+    return json.dumps(
+        [{**entry(t.token, t.logprob), "top_logprobs": [entry(p, lp) for p, lp in t.top]} for t in logprobs]
+    ).encode("utf-8")

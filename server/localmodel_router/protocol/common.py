@@ -103,3 +103,16 @@ def now() -> int:
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(TopLogprob):
+    """A generated token's log probability and the most likely alternatives at its place (chat's shape,
+    which the backend sends; completions' older shape is made from it)."""
+
+    top_logprobs: list[TopLogprob] = []

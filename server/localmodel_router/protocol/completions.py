@@ -12,6 +12,7 @@ from localmodel_router.protocol.common import (
     FinishReason,
     GenerationRequest,
     TextsOrTokens,
+    TokenLogprob,
     Usage,
 )
 
@@ -25,11 +26,34 @@ class CompletionRequest(GenerationRequest):
     suffix: str | None = None
 
 
+class CompletionLogprobs(BaseModel):
+    """The completions API's shape: parallel lists, one entry per token."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]  # where each token starts in the choice's text
+
+    @classmethod
+    def of(cls, entries: list[TokenLogprob], offset: int = 0) -> CompletionLogprobs:
+        """From chat-shaped entries; `offset`: where the first token starts (a stream's text so far)."""
+        offsets = []
+        for entry in entries:
+            offsets.append(offset)
+            offset += len(entry.token)
+        return cls(
+            tokens=[entry.token for entry in entries],
+            token_logprobs=[entry.logprob for entry in entries],
+            top_logprobs=[{top.token: top.logprob for top in entry.top_logprobs} for entry in entries],
+            text_offset=offsets,
+        )
+
+
 class CompletionChoice(BaseModel):
     index: int
     text: str
     finish_reason: FinishReason | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(BaseModel):

@@ -16,6 +16,7 @@ from localmodel_router.protocol.chat import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatDelta,
+    ChoiceLogprobs,
     ToolCallDelta,
 )
 from localmodel_router.protocol.common import FinishReason, new_id, now, usage
@@ -41,7 +42,9 @@ class ChatService(Service):
             id=new_id("chatcmpl"),
             created=now(),
             model=request.model,
-            choices=[_choice(index, reply, tool_use) for index, reply in enumerate(replies)],
+            choices=[
+                _choice(index, reply, tool_use, request.logprobs) for index, reply in enumerate(replies)
+            ],
             # The prompt is read once per answer, but it is one prompt: counted once, as OpenAI counts it.
             usage=usage(replies[0].prompt_tokens, sum(reply.tokens for reply in replies)),
         )
@@ -66,8 +69,13 @@ class ChatService(Service):
         completion_id, created = new_id("chatcmpl"), now()
         prompt_tokens = completion_tokens = 0
 
-        def chunk(index: int, delta: ChatDelta, finish: FinishReason | None = None) -> str:
-            choice = ChatChunkChoice(index=index, delta=delta, finish_reason=finish)
+        def chunk(
+            index: int,
+            delta: ChatDelta,
+            finish: FinishReason | None = None,
+            logprobs: ChoiceLogprobs | None = None,
+        ) -> str:
+            choice = ChatChunkChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)
             return event(
                 ChatCompletionChunk(id=completion_id, created=created, model=request.model, choices=[choice])
             )
@@ -81,8 +89,11 @@ class ChatService(Service):
                 piece = reply.message.decode("utf-8", "replace")
                 if tool_use is not None:
                     text.append(piece)  # a tool call can only be parsed whole
-                elif piece:
-                    yield chunk(index, ChatDelta(content=piece))
+                elif piece or reply.logprobs:
+                    logprobs = (
+                        ChoiceLogprobs(content=translate.token_logprobs(reply)) if request.logprobs else None
+                    )
+                    yield chunk(index, ChatDelta(content=piece), logprobs=logprobs)
             assert last is not None  # an open stream has at least its first reply
             finish: FinishReason = translate.finish_reason(last)
             if tool_use is not None:
@@ -106,11 +117,14 @@ class ChatService(Service):
             yield tokens
 
 
-def _choice(index: int, reply: backend_pb2.Reply, tool_use: translate.ToolUse | None) -> ChatChoice:
+def _choice(
+    index: int, reply: backend_pb2.Reply, tool_use: translate.ToolUse | None, logprobs: bool
+) -> ChatChoice:
     text = reply.message.decode("utf-8", "replace")
     calls = translate.tool_calls(text, tool_use) if tool_use else None
     finish: FinishReason = "tool_calls" if calls else translate.finish_reason(reply)
     return ChatChoice(
+        logprobs=ChoiceLogprobs(content=translate.token_logprobs(reply)) if logprobs else None,
         index=index,
         message=AssistantMessage(content=None if calls else text, tool_calls=calls),
         finish_reason=finish,

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 from localmodel_router import translate
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.protocol.common import FinishReason, new_id, now, usage
-from localmodel_router.protocol.completions import Completion, CompletionChoice, CompletionRequest
+from localmodel_router.protocol.completions import (
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+)
 from localmodel_router.serving import Service, usage_event
 from localmodel_router.streaming import event
 
@@ -22,9 +27,13 @@ class CompletionService(Service):
         route = self._discovery.table().resolve(request.model, "completion")
         options = self._options(request, route)
         replies = await self._each([functools.partial(self._dispatcher.predict, route, o) for o in options])
+        wanted = request.logprobs is not None
         choices = [
             CompletionChoice(
-                index=i, text=r.message.decode("utf-8", "replace"), finish_reason=translate.finish_reason(r)
+                index=i,
+                text=r.message.decode("utf-8", "replace"),
+                finish_reason=translate.finish_reason(r),
+                logprobs=CompletionLogprobs.of(translate.token_logprobs(r)) if wanted else None,
             )
             for i, r in enumerate(replies)
         ]
@@ -64,17 +73,27 @@ class CompletionService(Service):
         completion_id, created = new_id("cmpl"), now()
         prompt_tokens = completion_tokens = 0
 
-        def chunk(index: int, text: str, finish: FinishReason | None = None) -> str:
-            choice = CompletionChoice(index=index, text=text, finish_reason=finish)
+        def chunk(
+            index: int,
+            text: str,
+            finish: FinishReason | None = None,
+            logprobs: CompletionLogprobs | None = None,
+        ) -> str:
+            choice = CompletionChoice(index=index, text=text, finish_reason=finish, logprobs=logprobs)
             return event(Completion(id=completion_id, created=created, model=request.model, choices=[choice]))
 
         for index, prompt_options in enumerate(options):
             replies = first_replies if index == 0 else await self._dispatcher.stream(route, prompt_options)
-            last = None
+            last, offset = None, 0
             async for reply in replies:
                 last = reply
-                if reply.message:
-                    yield chunk(index, reply.message.decode("utf-8", "replace"))
+                if reply.message or reply.logprobs:
+                    text = reply.message.decode("utf-8", "replace")
+                    logprobs = None
+                    if request.logprobs is not None:
+                        logprobs = CompletionLogprobs.of(translate.token_logprobs(reply), offset)
+                    yield chunk(index, text, logprobs=logprobs)
+                    offset += len(text)
             assert last is not None
             yield chunk(index, "", translate.finish_reason(last))
             if index % request.n == 0:  # each prompt counted once, however many answers it gets

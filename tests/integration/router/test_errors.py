@@ -42,7 +42,7 @@ def test_unknown_model_is_404_naming_the_known_ones(router: RouterProcess) -> No
         ({"temperature": 3}, "temperature"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0]"),
-        ({"logprobs": True}, "logprobs"),  # the backend does not give log probabilities: a clear 400
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         (
             {
                 "tools": [{"type": "function", "function": {"name": "f"}}],

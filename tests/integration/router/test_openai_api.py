@@ -278,3 +278,46 @@ def test_n_answers_in_one_request_streamed_or_not(router: RouterProcess) -> None
     text = client.completions.create(model="smollm2", prompt=["A", "B"], n=2, max_tokens=4, temperature=0)
     assert [choice.index for choice in text.choices] == [0, 1, 2, 3]  # prompt p's answer i is p * n + i
     assert text.choices[0].text == text.choices[1].text  # greedy: n equal answers, as OpenAI gives
+
+
+def test_chat_log_probabilities_streamed_or_not(router: RouterProcess) -> None:
+    client = router.client()
+    ask = {"model": "smollm2", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 6}
+    reply = client.chat.completions.create(**ask, temperature=0, logprobs=True, top_logprobs=3)  # type: ignore[call-overload]
+    choice = reply.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    entries = choice.logprobs.content
+    assert "".join(entry.token for entry in entries) == choice.message.content
+    assert len(entries) == reply.usage.completion_tokens
+    for entry in entries:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+        assert bytes(entry.bytes or []).decode("utf-8", "replace") == entry.token
+        # Greedy decoding picks the most likely token: it heads its own alternatives, with its logprob.
+        assert entry.top_logprobs[0].token == entry.token
+        assert abs(entry.top_logprobs[0].logprob - entry.logprob) < 1e-6
+        assert [top.logprob for top in entry.top_logprobs] == sorted(
+            (top.logprob for top in entry.top_logprobs), reverse=True
+        )
+    streamed = client.chat.completions.create(
+        **ask, temperature=0, logprobs=True, top_logprobs=3, stream=True
+    )  # type: ignore[call-overload]
+    tokens = [
+        e.token for chunk in streamed for c in chunk.choices if c.logprobs for e in c.logprobs.content or []
+    ]
+    assert tokens == [entry.token for entry in entries]
+    plain = client.chat.completions.create(**ask, temperature=0)  # type: ignore[call-overload]
+    assert plain.choices[0].logprobs is None and plain.choices[0].message.content == choice.message.content
+
+
+def test_completion_log_probabilities_in_the_completions_shape(router: RouterProcess) -> None:
+    client = router.client()
+    reply = client.completions.create(
+        model="smollm2", prompt="The sky is", max_tokens=5, temperature=0, logprobs=2
+    )
+    logprobs = reply.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.token_logprobs and logprobs.top_logprobs
+    assert "".join(logprobs.tokens) == reply.choices[0].text
+    assert logprobs.text_offset is not None and logprobs.text_offset[0] == 0
+    assert logprobs.text_offset == sorted(logprobs.text_offset)
+    assert all(len(top) == 2 for top in logprobs.top_logprobs)
+    assert all(value <= 0 for value in logprobs.token_logprobs)

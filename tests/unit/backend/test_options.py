@@ -94,6 +94,12 @@ def test_unknown_backend_options_are_ignored() -> None:
     assert load_config(backend_pb2.ModelOptions(model_file="/m.gguf", options=options)) == plain
 
 
+def test_logprobs_are_asked_for_with_a_number_of_alternatives() -> None:
+    assert sampling_config(backend_pb2.PredictOptions()).logprobs is None
+    assert sampling_config(backend_pb2.PredictOptions(logprobs=1)).logprobs == 0
+    assert sampling_config(backend_pb2.PredictOptions(logprobs=1, top_logprobs=5)).logprobs == 5
+
+
 def test_logit_bias_is_passed_as_token_bias_pairs() -> None:
     config = sampling_config(backend_pb2.PredictOptions(logit_bias='{"42": 5, "7": -100}'))
     assert config.logit_bias == ((42, 5.0), (7, -100.0))
@@ -123,7 +129,7 @@ def test_sampling_mapping() -> None:
         ({"top_k": -1}, "top_k"),
         ({"tokens": -1}, "tokens"),
         ({"mirostat": 3}, "mirostat"),
-        ({"logprobs": 1}, "logprobs"),
+        ({"logprobs": 1, "top_logprobs": 21}, "top_logprobs: between 0 and 20"),
         ({"logit_bias": "{not json"}, "logit_bias"),
         ({"logit_bias": "[42, 5]"}, "logit_bias: expected a JSON object"),
         ({"logit_bias": '{"x": 5}'}, "logit_bias: expected token id → number"),

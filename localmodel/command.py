@@ -66,7 +66,14 @@ def backend_command(
 
 
 def _gpu_layers(spec: LocalModelSpec) -> int | None:
-    """With GPUs and no explicit choice, offload every layer: that is what the GPUs were asked for."""
-    if spec.backend.engine.gpu_layers is not None:
-        return spec.backend.engine.gpu_layers
+    """With GPUs and no explicit choice, offload every layer: that is what the GPUs were asked for.
+    `auto` is not the backend's to decide: the caller's fit plan puts its number in the spec first."""
+    layers = spec.backend.engine.gpu_layers
+    if layers == "auto":
+        # The backend's --gpu-layers takes a number; passing "auto" on would fail at its start instead.
+        raise ValueError(
+            "gpuLayers auto: replace it with the fit plan's layer count before building the command"
+        )
+    if layers is not None:
+        return layers
     return -1 if spec.resources.gpu is not None else None

@@ -88,8 +88,10 @@ class EngineOptions(SpecModel):
         le=MAX_THREADS,
         description="CPU threads (default: the CPUs the backend may use; in a pod, its limit).",
     )
-    gpu_layers: int | None = Field(
-        default=None, ge=-1, description="Layers offloaded to the GPU; -1 for all (default: all with a GPU)."
+    gpu_layers: Annotated[int, Field(ge=-1)] | Literal["auto"] | None = Field(
+        default=None,
+        description="Layers offloaded to the GPU: a count, -1 for all, or `auto`: as many as the fit plan "
+        "says the GPUs hold (in a cluster, the operator's plan; default: all with a GPU).",
     )
     batch_size: int | None = Field(
         default=None, ge=1, le=MAX_CONTEXT_SIZE, description="Prompt tokens per decode step (default 512)."
@@ -111,6 +113,16 @@ class EngineOptions(SpecModel):
         default_factory=list, description="Backend options as `key:value` (e.g. `pooling:mean`)."
     )
     args: list[str] = Field(default_factory=list, description="Extra command-line arguments for the backend.")
+
+    @field_validator("gpu_layers", mode="before")
+    @classmethod
+    def _layer_count_or_auto(cls, value: object) -> object:
+        # One message for both arms of the union (pydantic would report each arm's failure).
+        if value is None or value == "auto":
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= -1:
+            return value
+        raise ValueError(f"expected a layer count (0 or more, -1 for all) or `auto`, not {value!r}")
 
 
 class BackendSpec(SpecModel):
@@ -324,6 +336,7 @@ class ConditionType(StrEnum):
     MODEL_AVAILABLE = "ModelAvailable"  # the model file was fetched (init containers finished)
     PROGRESSING = "Progressing"  # a rollout or scale is under way
     DEGRADED = "Degraded"  # fewer ready replicas than wanted, or the spec cannot be served
+    FITS = "Fits"  # the fit plan: the model fits its GPUs and RAM (Unknown: not planned)
 
 
 class Condition(SpecModel):
@@ -333,6 +346,41 @@ class Condition(SpecModel):
     message: str = Field(default="", max_length=32768)
     last_transition_time: str | None = Field(default=None, description="RFC 3339 time of the last change.")
     observed_generation: int | None = Field(default=None, ge=0)
+
+
+# Byte counts reach hundreds of GiB: 64-bit in the schema (what kubectl and clients expect of them).
+Bytes = Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})]
+
+
+class DevicePlan(SpecModel):
+    """One device's share of the fit plan."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    device: str = Field(description="CPU, GPU0, GPU1, ...")
+    layers: int = Field(ge=0, description="Layers placed here, of the model's layers (output counted).")
+    total_bytes: Bytes = Field(description="Weights, KV cache, compute buffers and overhead here.")
+    capacity_bytes: Bytes | None = Field(
+        default=None, description="What the device has (RAM: the memory limit); unset: not checked."
+    )
+
+
+class FitPlanStatus(SpecModel):
+    """The operator's fit plan for the spec, from the model file's header (localmodel/fit.py)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    verdict: Literal["cpu", "gpu", "partial", "none"] = Field(
+        description="cpu: all in RAM; gpu: all layers on the GPUs; partial: gpuLayers of them; none: no fit."
+    )
+    reason: str = Field(description="Why, with the figures.")
+    gpu_layers: int = Field(ge=0, description="Layers offloaded to the GPUs (what `auto` becomes).")
+    layers: int = Field(ge=0, description="The model's layers, the output layer counted.")
+    weights_bytes: Bytes = Field(description="Weights, on every device.")
+    kv_cache_bytes: Bytes = Field(description="KV cache, on every device.")
+    compute_bytes: Bytes = Field(description="Compute and output buffers, on every device.")
+    total_bytes: Bytes = Field(description="All of it, overheads included.")
+    devices: list[DevicePlan] = Field(default_factory=list, description="Per device, the CPU first.")
 
 
 class LocalModelStatus(SpecModel):
@@ -347,6 +395,9 @@ class LocalModelStatus(SpecModel):
     observed_generation: int | None = Field(default=None, ge=0)
     served_name: str | None = Field(default=None, description="The name clients send as `model`.")
     summary: str | None = Field(default=None, description="One word for `kubectl get`: Ready, Loading, ...")
+    plan: FitPlanStatus | None = Field(
+        default=None, description="Where the model goes and whether it fits (unset: not planned)."
+    )
 
 
 class LocalModel(SpecModel):

@@ -52,6 +52,13 @@ CEL_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
             "message": "set `image` (a backend to run) or `address` (one running already), not both",
         }
     ],
+    # An int-or-string field: its schema says no more than that, the rule says which ints and strings.
+    ("backend", "engine", "gpuLayers"): [
+        {
+            "rule": "type(self) == int ? self >= -1 : self == 'auto'",
+            "message": "gpuLayers: a layer count (0 or more, -1 for all) or `auto`",
+        }
+    ],
 }
 
 
@@ -74,9 +81,14 @@ def _structural(node: Any, definitions: dict[str, Any]) -> Any:
     if variants is not None:
         # Optional[X] is anyOf [X, null] in JSON schema; OpenAPI says X with `nullable: true`.
         others = [variant for variant in variants if variant != {"type": "null"}]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        nullable = {"nullable": True} if len(others) < len(variants) else {}
         if len(others) == 1:
-            rest = {k: v for k, v in node.items() if k != "anyOf"}
-            return _structural({**others[0], **rest, "nullable": True}, definitions)
+            return _structural({**others[0], **rest, **nullable}, definitions)
+        if sorted(variant.get("type") for variant in others) == ["integer", "string"]:
+            # int | "auto": Kubernetes' int-or-string (a structural schema allows no other union); what
+            # each arm allows is a CEL rule (CEL_RULES).
+            return _structural({**rest, "x-kubernetes-int-or-string": True, **nullable}, definitions)
     result = {}
     for key, value in node.items():
         if key == "title" or (key == "additionalProperties" and value is False):

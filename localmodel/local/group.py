@@ -10,13 +10,27 @@ from typing import Any
 
 from localmodel.command import BackendCommand, backend_command
 from localmodel.local.supervisor import BackendSupervisor
-from localmodel.spec import LocalModel
+from localmodel.spec import LocalModel, LocalModelSpec
 from localmodel_router.discovery.local import LocalDiscovery
 from localmodel_router.load import ModelLoad
 
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_SECONDS = 1.0
+
+
+def without_auto_layers(spec: LocalModelSpec) -> LocalModelSpec:
+    """`gpuLayers: auto` as local mode can decide it: it knows no GPU's memory, so every layer goes to the
+    GPUs a spec asks for (llama.cpp says so at load if they do not fit), none without GPUs."""
+    engine = spec.backend.engine
+    if engine.gpu_layers != "auto":
+        return spec
+    layers = -1 if spec.resources.gpu is not None else 0
+    log.info(
+        "gpuLayers auto: %d in local mode (%s)", layers, "all, on the GPUs asked for" if layers else "no GPUs"
+    )
+    backend = spec.backend.model_copy(update={"engine": engine.model_copy(update={"gpu_layers": layers})})
+    return spec.model_copy(update={"backend": backend})
 
 
 class ModelGroup:
@@ -34,7 +48,7 @@ class ModelGroup:
         threads: int | None = None,
     ) -> None:
         self.name = model.served_name
-        self._spec = model.spec
+        self._spec = without_auto_layers(model.spec)
         self._model_path = model_path
         self._discovery = discovery
         self._load = load

@@ -24,16 +24,26 @@ class Placement:
     runtime_class_name: str | None
 
 
-def placement(spec: LocalModelSpec, settings: OperatorSettings) -> Placement:
-    """The profile for the spec's GPUs (or `cpu`), with the spec's own choices on top."""
-    gpu = spec.resources.gpu
-    name = gpu.vendor.value if gpu is not None else "cpu"
+def profile_name(spec: LocalModelSpec) -> str:
+    """The profile a spec gets: its GPUs' vendor, or `cpu`."""
+    return spec.resources.gpu.vendor.value if spec.resources.gpu is not None else "cpu"
+
+
+def profile_for(spec: LocalModelSpec, settings: OperatorSettings) -> AcceleratorProfile:
+    name = profile_name(spec)
     profile: AcceleratorProfile | None = settings.accelerators.get(name)
     if profile is None:
         known = ", ".join(sorted(settings.accelerators))
         raise UnknownAcceleratorError(
             f"spec.resources.gpu.vendor {name!r}: no accelerator profile (known: {known})"
         )
+    return profile
+
+
+def placement(spec: LocalModelSpec, settings: OperatorSettings) -> Placement:
+    """The profile for the spec's GPUs (or `cpu`), with the spec's own choices on top."""
+    gpu = spec.resources.gpu
+    profile = profile_for(spec, settings)
     limits = {profile.resource_name: str(gpu.count)} if gpu is not None and profile.resource_name else {}
     tolerations = list(profile.tolerations)
     tolerations += [

@@ -3,9 +3,11 @@
 Children share the LocalModel's name and namespace: a Deployment of backend pods, a Service with a port
 named `grpc` selecting them, and (model cache `pvc`) a PersistentVolumeClaim for the model file. The
 backend container runs exactly the spec → command function's arguments (local mode runs the same).
-What a spec does not want (an external backend wants none of them) is named too, so that one left from
-an earlier spec is deleted. The model URL is parsed once, in `build_children`, and the typed source
-passed down; `_model_file` is the one place its type decides the pod's volumes and init container.
+What a spec does not want (an external backend wants none of them, nor does a spec the fit check refuses)
+is named too, so that one left from an earlier spec is deleted. The fit check (fit_check.py) also gives
+the number `gpuLayers: auto` stands for and the memory request where the spec gives none. The model
+URL is parsed once, in `build_children`, and the typed source passed down; `_model_file` is the one
+place its type decides the pod's volumes and init container.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from localmodel.fetch import ModelCache
 from localmodel.sources import FileSource, HttpSource, HuggingFaceSource, PvcSource, Source, parse_source
 from localmodel.spec import MODEL_LABEL, LocalModel
 from localmodel_operator.accelerators import placement
+from localmodel_operator.fit_check import FitCheck, served_spec
 from localmodel_operator.objects import KubeObject
 from localmodel_operator.settings import OperatorSettings
 
@@ -71,7 +74,8 @@ class Children:
         return {**found, **{gone.kind: gone.name for gone in self.unwanted}}
 
 
-def build_children(model: LocalModel, settings: OperatorSettings) -> Children:
+def build_children(model: LocalModel, settings: OperatorSettings, fit: FitCheck | None = None) -> Children:
+    """`fit`: the model's fit check (None: not checked, as for an external backend)."""
     name = model.metadata.name
     if model.spec.backend.address:
         why = f"the model is served by its external backend {model.spec.backend.address}"
@@ -82,8 +86,13 @@ def build_children(model: LocalModel, settings: OperatorSettings) -> Children:
             "NetworkPolicy": name,
         }
         return Children([], [Unwanted(kind, child, why) for kind, child in kinds.items()])
+    if fit is not None and fit.refused:
+        # No pods for a spec that cannot fit. A cache claim and a NetworkPolicy stay as they are: the
+        # next spec (a smaller context, more GPUs) most likely wants them again, the download included.
+        why = "the model does not fit (condition Fits)"
+        return Children([], [Unwanted("Deployment", name, why), Unwanted("Service", name, why)])
     source = model_source(model)
-    wanted = [build_deployment(model, source, settings), build_service(model, settings)]
+    wanted = [build_deployment(model, source, settings, fit), build_service(model, settings)]
     unwanted = []
     claim = build_cache_claim(model, source, settings)
     if claim is not None:
@@ -109,9 +118,11 @@ def model_source(model: LocalModel) -> Source:
     return parse_source(model.spec.model.url, base_dir=Path("/"))
 
 
-def build_deployment(model: LocalModel, source: Source, settings: OperatorSettings) -> KubeObject:
-    """The backend pods' Deployment; `source` is `model_source(model)`."""
-    spec = model.spec
+def build_deployment(
+    model: LocalModel, source: Source, settings: OperatorSettings, fit: FitCheck | None = None
+) -> KubeObject:
+    """The backend pods' Deployment; `source` is `model_source(model)`, `fit` its fit check."""
+    spec = served_spec(model.spec, fit)
     where = placement(spec, settings)
     model_path, volumes, mounts, init_containers = _model_file(model, source, settings, where.image)
     command = backend_command(
@@ -131,7 +142,7 @@ def build_deployment(model: LocalModel, source: Source, settings: OperatorSettin
         "startupProbe": _grpc_probe(port, period=10, failures=max(1, settings.startup_seconds // 10)),
         "readinessProbe": _grpc_probe(port, period=5, failures=2),
         "livenessProbe": _grpc_probe(port, period=10, failures=3),
-        "resources": _resources(model, settings, where.limits),
+        "resources": _resources(model, settings, where.limits, fit.memory_request if fit else None),
         "securityContext": _container_security(),
         "volumeMounts": [*mounts, {"name": TMP_VOLUME, "mountPath": "/tmp"}],
         # A backend that dies (a llama.cpp segfault, an abort) writes no termination message file: keep
@@ -310,12 +321,23 @@ def _grpc_probe(port: int, period: int, failures: int) -> KubeObject:
     }
 
 
-def _resources(model: LocalModel, settings: OperatorSettings, device_limits: dict[str, str]) -> KubeObject:
+def _resources(
+    model: LocalModel, settings: OperatorSettings, device_limits: dict[str, str], planned_memory: str | None
+) -> KubeObject:
+    """`planned_memory`: the fit plan's RAM, used where the spec gives no memory."""
     wanted = model.spec.resources
-    requests = {"cpu": wanted.cpu or settings.cpu_request, "memory": wanted.memory or settings.memory_request}
+    memory = wanted.memory or planned_memory or settings.memory_request
+    requests = {"cpu": wanted.cpu or settings.cpu_request, "memory": memory}
+    if planned_memory is not None and wanted.memory is None:
+        # A planned figure is a request only: it places the pod on a node with that much memory free
+        # (scheduling). As a limit, an estimate that is a little low (compute buffers are estimated)
+        # would get a backend that fits killed; a spec that wants a hard cap says resources.memory.
+        return (
+            {"requests": requests, "limits": dict(device_limits)} if device_limits else {"requests": requests}
+        )
     # Memory is limited to what is asked (a model that outgrows it is killed, not the node); CPU is not
     # limited, since throttling a busy decode loop only makes it slower.
-    limits = {"memory": requests["memory"], **device_limits}
+    limits = {"memory": memory, **device_limits}
     return {"requests": requests, "limits": limits}
 
 

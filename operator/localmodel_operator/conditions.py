@@ -1,7 +1,8 @@
 """Pure: what a LocalModel's children say → its status (conditions, replica counts, one-word summary).
 
 Conditions keep their lastTransitionTime while their status stays the same, so that `kubectl describe`
-shows when a model became ready, not when the operator last looked.
+shows when a model became ready, not when the operator last looked. `Fits` comes from the fit check at
+reconcile (fit_check.py) and is passed through as it was when the pods' changes refresh the status.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from localmodel_operator.pod_crashes import Crash
 
 Status = dict[str, Any]
 BACKEND_CRASHED = "BackendCrashed"
+# A condition's status, reason and message.
+ConditionValue = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,10 @@ def status_for(
     previous: list[dict[str, Any]],
     now: datetime,
     crash: Crash | None = None,
+    fits: ConditionValue | None = None,
 ) -> Status:
     """The status of a LocalModel served by a Deployment with `wanted` replicas, whose backend pods
-    last crashed as `crash` says (None: none is crashing)."""
+    last crashed as `crash` says (None: none is crashing); `fits`: its Fits condition, if planned."""
     rolling = not observed.generation_seen or observed.updated < wanted or observed.replicas > wanted
     crash = crash if wanted > 0 else None  # a pod still stopping after a scale to zero is no news
     if wanted == 0:
@@ -88,6 +92,8 @@ def status_for(
         ),
         (ConditionType.DEGRADED, *_degraded(wanted, observed, rolling, crash)),
     ]
+    if fits is not None:
+        conditions.append((ConditionType.FITS, *fits))
     return _status(model, conditions, previous, now, summary, observed.replicas, observed.ready, selector)
 
 
@@ -112,6 +118,27 @@ def invalid_status(
         "summary": "Invalid",
         "servedName": model_name,
     }
+
+
+def refused_status(
+    model: LocalModel, fits: ConditionValue, previous: list[dict[str, Any]], now: datetime
+) -> Status:
+    """A spec the fit check refuses: no pods (so no replicas), and Ready, Degraded and Fits say why."""
+    _, reason, message = fits
+    conditions = [
+        (ConditionType.READY, "False", reason, message),
+        (ConditionType.DEGRADED, "True", reason, message),
+        (ConditionType.FITS, *fits),
+    ]
+    return _status(model, conditions, previous, now, reason, 0, 0, None)
+
+
+def fits_condition(previous: list[dict[str, Any]]) -> ConditionValue | None:
+    """The Fits condition as the reconcile handler last wrote it (None: there is none)."""
+    found = next((c for c in previous if c.get("type") == ConditionType.FITS.value), None)
+    if found is None:
+        return None
+    return found.get("status", "Unknown"), found.get("reason", ""), found.get("message", "")
 
 
 def external_status(model: LocalModel, previous: list[dict[str, Any]], now: datetime) -> Status:

@@ -18,15 +18,19 @@ from localmodel.spec import API_GROUP, MODEL_LABEL, LocalModel, LocalModelSpec
 from localmodel_operator import metrics, startup  # noqa: F401  (registers the startup and cleanup handlers)
 from localmodel_operator.accelerators import UnknownAcceleratorError
 from localmodel_operator.autoscaler import ModelAutoscaler, Policy
-from localmodel_operator.builders import build_children, selector_string, wanted_replicas
+from localmodel_operator.builders import build_children, model_source, selector_string, wanted_replicas
 from localmodel_operator.conditions import (
     BACKEND_CRASHED,
+    ConditionValue,
     Observed,
     Status,
     external_status,
+    fits_condition,
     invalid_status,
+    refused_status,
     status_for,
 )
+from localmodel_operator.fit_check import FitCheck, check_fit
 from localmodel_operator.kube import Kube
 from localmodel_operator.objects import KubeObject
 from localmodel_operator.plan import plan
@@ -59,12 +63,22 @@ async def localmodel_reconcile(
     previous = list(body.get("status", {}).get("conditions", []))
     try:
         model = parse_manifest(_plain(body), f"LocalModel {namespace}/{name}")
-        children = build_children(model, settings)
+        fit = await _fit_check(model, memo)
+        children = build_children(model, settings, fit)
     except (ManifestError, SourceError, UnknownAcceleratorError) as error:
         # Past the CRD schema but not servable: say so where users look, and do not retry.
-        patch.status.update(invalid_status(name, "InvalidSpec", str(error), previous, _now()))
+        patch.status.update(
+            {**invalid_status(name, "InvalidSpec", str(error), previous, _now()), "plan": None}
+        )
+        _note_fit(memo, (namespace, name), None)
         kopf.warn(body, reason="InvalidSpec", message=str(error))
         raise kopf.PermanentError(str(error)) from None
+    _note_fit(memo, (namespace, name), fit)
+    if fit is not None and fit.refused:
+        # Written before the pods go, so that the pod events their deletion brings find it and leave it.
+        refused = _refused(model, fit, previous)
+        if _changed(_plain(body.get("status", {})), refused):
+            await kube.patch_model_status(namespace, name, refused)
     for child in children.wanted:
         kopf.adopt(child, owner=body)
     existing = {kind: await kube.read(kind, namespace, child) for kind, child in children.names().items()}
@@ -81,12 +95,28 @@ async def localmodel_reconcile(
         kopf.event(
             body, type="Normal", reason=f"{step.action.capitalize()}d", message=f"{step.name}: {step.reason}"
         )
-    if model.spec.backend.address:
-        patch.status.update(external_status(model, previous, _now()))
+    if fit is None:
+        patch.status.update({**external_status(model, previous, _now()), "plan": None})
         return
+    if fit.refused:
+        # Not retried: the same spec on the same GPUs never fits (a new spec or new settings replan).
+        kopf.warn(body, reason=fit.reason, message=fit.message)
+        raise kopf.PermanentError(fit.message)
     # The Deployment as read before any write: its status is what the pods say (a new one has none yet);
     # the Deployment's and the pods' own events refresh the LocalModel's status from here on.
-    patch.status.update(await _status(memo, body, model, namespace, existing.get("Deployment"), previous))
+    status = await _status(memo, body, model, namespace, existing.get("Deployment"), previous, fit.condition)
+    patch.status.update({**status, "plan": fit.plan_status()})
+
+
+async def _fit_check(model: LocalModel, memo: Any) -> FitCheck | None:
+    """The model's fit check; None for an external backend, which loads nothing of ours."""
+    if model.spec.backend.address:
+        return None
+    return await check_fit(model, model_source(model), memo.settings, memo.model_headers)
+
+
+def _refused(model: LocalModel, fit: FitCheck, previous: list[dict[str, Any]]) -> Status:
+    return {**refused_status(model, fit.condition, previous, _now()), "plan": fit.plan_status()}
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
@@ -119,6 +149,7 @@ async def refresh_status(
     found = await kube.read_model(namespace, model_name)
     if found is None:
         _told_crashes(memo).pop((namespace, model_name), None)
+        _fits(memo).pop((namespace, model_name), None)
         return  # the LocalModel is gone; garbage collection removes its children
     try:
         model = parse_manifest(found, f"LocalModel {namespace}/{model_name}")
@@ -126,11 +157,15 @@ async def refresh_status(
         return  # the LocalModel's own handler reports it
     if model.spec.backend.address:
         return  # an external backend: no pods of ours, and a status the reconcile handler wrote
-    if deployment is None:
-        deployment = await kube.read("Deployment", namespace, model_name)
     current = found.get("status") or {}
     previous = list(current.get("conditions", []))
-    status = await _status(memo, kopf.Body(cast(kopf.RawBody, found)), model, namespace, deployment, previous)
+    fits = _fits(memo).get((namespace, model_name)) or fits_condition(previous)
+    if fits is not None and fits[0] == "False":
+        return  # refused: no pods of its own, and the status the reconcile handler wrote stands
+    if deployment is None:
+        deployment = await kube.read("Deployment", namespace, model_name)
+    body = kopf.Body(cast(kopf.RawBody, found))
+    status = await _status(memo, body, model, namespace, deployment, previous, fits)
     if _changed(current, status):
         await kube.patch_model_status(namespace, model_name, status)
 
@@ -142,15 +177,17 @@ async def _status(
     namespace: str,
     deployment: KubeObject | None,
     previous: list[dict[str, Any]],
+    fits: ConditionValue | None,
 ) -> Status:
-    """The status its Deployment and pods give a LocalModel; a crash not told before becomes an Event."""
+    """The status its Deployment and pods give a LocalModel (and `fits`, its Fits condition); a crash not
+    told before becomes an Event."""
     kube: Kube = memo.kube
     selector = selector_string(model)
     crash = latest_crash(await kube.list_pods(namespace, selector))
     if crash is not None:
         _tell(_told_crashes(memo), (namespace, model.metadata.name), crash, previous, body)
     observed = Observed.from_deployment(deployment)
-    return status_for(model, wanted_replicas(model), observed, selector, previous, _now(), crash)
+    return status_for(model, wanted_replicas(model), observed, selector, previous, _now(), crash, fits)
 
 
 def _tell(
@@ -170,6 +207,21 @@ def _tell(
         return
     log.warning("LocalModel %s/%s: %s", *key, crash.message)
     kopf.warn(body, reason=BACKEND_CRASHED, message=crash.message)
+
+
+def _note_fit(memo: Any, key: tuple[str, str], fit: FitCheck | None) -> None:
+    """Keep the model's Fits condition for its pods' status refreshes: one that read the LocalModel
+    before this reconcile wrote its status would otherwise write the conditions back without it."""
+    if fit is None:
+        _fits(memo).pop(key, None)
+    else:
+        _fits(memo)[key] = fit.condition
+
+
+def _fits(memo: Any) -> dict[tuple[str, str], ConditionValue]:
+    """(namespace, LocalModel) → its Fits condition as the last reconcile found it."""
+    fits: dict[tuple[str, str], ConditionValue] = memo.fit_conditions  # made at startup
+    return fits
 
 
 def _told_crashes(memo: Any) -> dict[tuple[str, str], tuple[str, int]]:

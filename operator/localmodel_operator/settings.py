@@ -2,7 +2,8 @@
 
 Accelerator profiles are a map keyed by name (`cpu`, `nvidia`, `amd`, `intel`), like KubeAI's resource
 profiles: a LocalModel asking for GPUs of a vendor gets that profile's image, device-plugin resource,
-node selector, tolerations and runtime class, each overridable per model.
+node selector, tolerations and runtime class, each overridable per model; a GPU profile may say how much
+memory one of its GPUs has, which the fit plan checks a model against.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from localmodel import __version__, settings_file
+from localmodel.quantities import parse_bytes
 
 IMAGE_REPOSITORY = "localmodel/backend-llama-cpp"
 
@@ -28,6 +30,23 @@ class AcceleratorProfile(BaseModel):
     node_selector: dict[str, str] = Field(default_factory=dict, description="node labels the pods require")
     tolerations: list[dict[str, Any]] = Field(default_factory=list, description="taints the pods tolerate")
     runtime_class_name: str | None = Field(default=None, description="RuntimeClass (e.g. nvidia)")
+    gpu_memory: str | None = Field(
+        default=None,
+        description="memory of one GPU of this profile, a Kubernetes quantity (e.g. 24Gi, 80Gi): what the "
+        "fit plan checks each GPU against; None: GPUs are not checked (their size differs per cluster, so "
+        "there is no default)",
+    )
+
+    @field_validator("gpu_memory")
+    @classmethod
+    def _a_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_bytes(value)  # raises ValueError with what a size looks like
+        return value
+
+    @property
+    def gpu_memory_bytes(self) -> int | None:
+        return parse_bytes(self.gpu_memory) if self.gpu_memory is not None else None
 
 
 def _default_profiles() -> dict[str, AcceleratorProfile]:

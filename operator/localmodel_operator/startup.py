@@ -9,6 +9,7 @@ import kopf
 import prometheus_client
 
 from localmodel_operator.kube import Kube
+from localmodel_operator.model_headers import ModelHeaders
 from localmodel_operator.router_load import RouterLoad
 from localmodel_operator.settings import AutoscalerSettings, OperatorSettings
 
@@ -48,6 +49,10 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     # What each model's last told crash was (handlers.py): made here, in the memo kopf copies for every
     # object (shallowly), so that the handlers of a model's pods and of its Deployment share it.
     memo.told_crashes = {}
+    # Model file headers read for fit plans (model_headers.py), and each model's Fits condition as its
+    # last reconcile found it (handlers.py): shared likewise.
+    memo.model_headers = ModelHeaders()
+    memo.fit_conditions = {}
     memo.kube = kube = await Kube.connect()
     memo.router_load = _router_load(operator_settings.autoscaler, kube)
     if operator_settings.metrics_port is not None:

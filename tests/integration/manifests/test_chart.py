@@ -128,6 +128,10 @@ BAD_VALUES = [
     ({"backend": {"modelCache": {"kind": "nfs"}}}, "/backend/modelCache/kind"),
     ({"backend": {"modelCache": {"kind": "shared"}}}, "/backend/modelCache/sharedClaimName"),
     ({"backend": {"modelCache": {"size": "lots"}}}, "/backend/modelCache/size"),
+    (
+        {"backend": {"accelerators": {"nvidia": {"gpuMemory": "24 GB"}}}},
+        "/backend/accelerators/nvidia/gpuMemory",
+    ),
     ({"backend": {"images": {"cpu": ""}}}, "/backend/images/cpu"),
     ({"watchNamespaces": ["Team_A"]}, "/watchNamespaces/0"),
     ({"models": {"Bad_Name": {}}}, "Bad_Name"),
@@ -175,6 +179,15 @@ def test_the_operator_reads_the_settings_the_chart_writes(tmp_path: Path) -> Non
         600,
         ["a"],
     )
+
+
+def test_memory_per_gpu_reaches_the_operators_accelerator_profiles(tmp_path: Path) -> None:
+    values = {"backend": {"accelerators": {"nvidia": {"gpuMemory": "80Gi"}}}}
+    settings_file = tmp_path / "operator.yaml"
+    settings_file.write_text(find(render(values, tmp_path), "ConfigMap", OPERATOR)["data"]["operator.yaml"])
+    profiles = load_settings(settings_file).accelerators
+    assert profiles["nvidia"].gpu_memory_bytes == 80 << 30
+    assert profiles["amd"].gpu_memory is None and profiles["cpu"].gpu_memory is None  # empty: not checked
 
 
 def test_the_router_reads_the_settings_and_keys_the_chart_writes(

@@ -73,3 +73,22 @@ def test_cross_field_rules_are_cel_rules_in_the_crd() -> None:
         spec["properties"]["backend"]["x-kubernetes-validations"][0]["rule"]
         == "!(has(self.image) && has(self.address))"
     )
+
+
+def test_gpu_layers_are_int_or_string_with_a_rule_and_plan_figures_int64() -> None:
+    schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    engine = schema["spec"]["properties"]["backend"]["properties"]["engine"]["properties"]
+    layers = engine["gpuLayers"]
+    assert layers["x-kubernetes-int-or-string"] is True and "type" not in layers
+    assert layers["x-kubernetes-validations"][0]["rule"] == "type(self) == int ? self >= -1 : self == 'auto'"
+    for value in (-1, 40, "auto"):  # accepted by the schema and by the types
+        document = copy.deepcopy(VALID)
+        document["spec"]["backend"] = {"engine": {"gpuLayers": value}}
+        assert schema_errors(document) == []
+        parse_manifest(document, "m.yaml")
+    plan = schema["status"]["properties"]["plan"]["properties"]
+    for figure in ("weightsBytes", "kvCacheBytes", "computeBytes", "totalBytes"):
+        assert (plan[figure]["type"], plan[figure]["format"]) == ("integer", "int64")
+    assert plan["devices"]["items"]["properties"]["capacityBytes"]["format"] == "int64"
+    conditions = schema["status"]["properties"]["conditions"]["items"]["properties"]["type"]["enum"]
+    assert "Fits" in conditions

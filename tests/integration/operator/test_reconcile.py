@@ -185,6 +185,10 @@ async def test_a_cache_claim_no_longer_wanted_is_deleted(cluster: Cluster) -> No
         # The file is now read from a claim of the user's: nothing is downloaded, no cache is wanted.
         await cluster.patch_model("m", {"model": {"url": "pvc://models/m.gguf"}})
         await cluster.wait_for(lambda: cluster.child(CLAIMS, "m-model-cache") is None, "the claim deleted")
+        # The claim goes first, then the Deployment is updated: wait for both.
+        await cluster.wait_for(
+            lambda: "m-model-cache" not in str(template(cluster)), "the pods off the claim"
+        )
         volumes = template(cluster)["spec"]["volumes"]
     users_claim = {"claimName": "models", "readOnly": True}
     assert {"name": "model-source", "persistentVolumeClaim": users_claim} in volumes

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from localmodel.command import backend_command
 from localmodel.spec import LocalModelSpec
 
@@ -52,6 +54,14 @@ def test_gpus_offload_every_layer_unless_told_otherwise() -> None:
     assert backend_command(told, "/m", "a:1").args[-2:] == ("--gpu-layers", "10")
 
 
+def test_auto_gpu_layers_never_reach_the_backend() -> None:
+    """The backend takes a number: `auto` is for a fit plan to replace, and building a command with it
+    unreplaced is the caller's mistake, said at once."""
+    auto = spec(resources={"gpu": {"count": 1}}, backend={"engine": {"gpuLayers": "auto"}})
+    with pytest.raises(ValueError, match="gpuLayers auto: replace it with the fit plan's layer count"):
+        backend_command(auto, "/m", "a:1")
+
+
 def test_the_backend_accepts_every_flag_the_command_emits() -> None:
     from localmodel_llamacpp.__main__ import build_parser
 
@@ -79,3 +89,17 @@ def test_grace_period_and_default_threads_are_flags_and_a_spec_threads_wins() ->
     assert command.args[4:] == ("--grace-period", "28.0", "--threads", "1")
     pinned = backend_command(spec(backend={"engine": {"threads": 3}}), "/m.gguf", "a:1", default_threads=1)
     assert pinned.args[4:] == ("--threads", "3")
+
+
+def test_local_mode_decides_auto_gpu_layers_before_the_command_is_built() -> None:
+    from localmodel.local.group import without_auto_layers
+
+    with_gpu = spec(resources={"gpu": {"count": 1}}, backend={"engine": {"gpuLayers": "auto"}})
+    without_gpu = spec(backend={"engine": {"gpuLayers": "auto"}})
+    assert "--gpu-layers" in backend_command(without_auto_layers(with_gpu), "/m.gguf", "a:1").args
+    args = backend_command(without_auto_layers(with_gpu), "/m.gguf", "a:1").args
+    assert args[args.index("--gpu-layers") + 1] == "-1"
+    args = backend_command(without_auto_layers(without_gpu), "/m.gguf", "a:1").args
+    assert args[args.index("--gpu-layers") + 1] == "0"
+    plain = spec(backend={"engine": {"gpuLayers": 5}})
+    assert without_auto_layers(plain) is plain

@@ -73,6 +73,12 @@ def test_full_spec_in_manifest_spelling() -> None:
         ({"replicas": 0, "minReplicas": 1}, "spec", "replicas 0 is below minReplicas 1"),
         ({"backend": {"image": "i", "address": "h:1"}}, "spec.backend", "not both"),
         ({"model": None}, "spec", "`model` is required unless `backend.address`"),
+        (
+            {"backend": {"engine": {"gpuLayers": -2}}},
+            "spec.backend.engine.gpuLayers",
+            "-1 for all) or `auto`",
+        ),
+        ({"backend": {"engine": {"gpuLayers": "most"}}}, "spec.backend.engine.gpuLayers", "or `auto`"),
     ],
 )
 def test_invalid_fields_are_named(spec: dict[str, Any], field: str, message: str) -> None:
@@ -94,3 +100,9 @@ def test_external_backend_needs_no_model() -> None:
     document = manifest(backend={"address": "gpu-box:50051"})
     del document["spec"]["model"]
     assert parse_manifest(document, "m.yaml").spec.backend.address == "gpu-box:50051"
+
+
+def test_gpu_layers_are_a_count_or_auto() -> None:
+    for layers in (-1, 0, 40, "auto"):
+        model = parse_manifest(manifest(backend={"engine": {"gpuLayers": layers}}), "m.yaml")
+        assert model.spec.backend.engine.gpu_layers == layers

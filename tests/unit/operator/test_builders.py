@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from localmodel.gguf_header import BytesSource, parse_header
 from localmodel.manifests import load_manifests, parse_manifest
 from localmodel.spec import LocalModel
 from localmodel_operator.accelerators import UnknownAcceleratorError
@@ -21,7 +22,9 @@ from localmodel_operator.builders import (
     selector_string,
 )
 from localmodel_operator.conditions import external_status
+from localmodel_operator.fit_check import FitCheck, planned
 from localmodel_operator.settings import BackendNetworkSettings, ModelCacheSettings, OperatorSettings
+from tests.support.gguf_files import LLAMA_31_70B, header_bytes, llama_metadata, llama_tensors
 from tests.support.kube_schemas import assert_valid
 
 SHA = "a" * 64
@@ -273,3 +276,59 @@ def test_a_cache_claim_exactly_when_the_pod_downloads_into_it(case: str) -> None
     ]
     fetched = [init["args"][1] for init in spec.get("initContainers", [])] == [source.url]
     assert (build_cache_claim(built, source, settings) is not None) == source.downloads == claimed == fetched
+
+
+def _planned(built: LocalModel, gpu_memory: int | None = 24 << 30, ram: int | None = None) -> FitCheck:
+    header = parse_header(
+        BytesSource(header_bytes(llama_metadata(LLAMA_31_70B), llama_tensors(LLAMA_31_70B)))
+    )
+    return planned(built.spec, header, gpu_memory, ram)
+
+
+def test_a_refused_spec_wants_no_pods_and_keeps_its_cache_claim() -> None:
+    pvc = OperatorSettings(model_cache=CACHES["pvc"], network_policy=ROUTERS_ONLY)
+    built = model(resources={"gpu": {"count": 1}})
+    fit = _planned(built)
+    assert fit.refused
+    children = build_children(built, pvc, fit)
+    assert children.wanted == []
+    assert [(gone.kind, gone.name) for gone in children.unwanted] == [("Deployment", "m"), ("Service", "m")]
+    assert {gone.reason for gone in children.unwanted} == {"the model does not fit (condition Fits)"}
+
+
+def test_auto_gpu_layers_become_the_plans_count_and_ram_the_memory_request() -> None:
+    built = model(
+        resources={"gpu": {"count": 2}}, backend={"engine": {"contextSize": 32768, "gpuLayers": "auto"}}
+    )
+    fit = _planned(built)
+    assert fit.plan is not None and fit.plan.verdict == "partial"
+    deployment = deployment_of_fit(built, fit)
+    assert_valid(deployment)
+    (backend,) = pod(deployment)["containers"]
+    assert backend["args"][backend["args"].index("--gpu-layers") + 1] == str(fit.plan.gpu_layers)
+    # A request from the plan (where the pod is placed), no memory limit at an estimate.
+    assert backend["resources"] == {
+        "requests": {"cpu": "1", "memory": fit.memory_request},
+        "limits": {"nvidia.com/gpu": "2"},
+    }
+
+
+def test_the_specs_memory_wins_over_the_plan_and_stays_the_limit() -> None:
+    built = model(resources={"memory": "64Gi", "gpu": {"count": 2}})
+    fit = _planned(built, ram=64 << 30)
+    (backend,) = pod(deployment_of_fit(built, fit))["containers"]
+    assert backend["resources"]["requests"]["memory"] == "64Gi"
+    assert backend["resources"]["limits"] == {"memory": "64Gi", "nvidia.com/gpu": "2"}
+
+
+def test_without_a_plan_auto_offloads_every_layer_and_memory_is_the_setting() -> None:
+    built = model(resources={"gpu": {"count": 1}}, backend={"engine": {"gpuLayers": "auto"}})
+    unknown = FitCheck("Unknown", "HeaderUnreadable", "GET ...: timed out")
+    for fit in (None, unknown):
+        (backend,) = pod(deployment_of_fit(built, fit))["containers"]
+        assert backend["args"][-2:] == ["--gpu-layers", "-1"]
+        assert backend["resources"]["requests"]["memory"] == backend["resources"]["limits"]["memory"] == "1Gi"
+
+
+def deployment_of_fit(built: LocalModel, fit: FitCheck | None) -> dict[str, Any]:
+    return build_deployment(built, model_source(built), OperatorSettings(), fit)

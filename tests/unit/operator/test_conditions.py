@@ -5,7 +5,14 @@ from datetime import UTC, datetime
 from localmodel.crashes import BackendExit
 from localmodel.manifests import parse_manifest
 from localmodel.spec import LocalModel
-from localmodel_operator.conditions import Observed, external_status, invalid_status, status_for
+from localmodel_operator.conditions import (
+    Observed,
+    external_status,
+    fits_condition,
+    invalid_status,
+    refused_status,
+    status_for,
+)
 from localmodel_operator.pod_crashes import Crash
 
 EARLIER = datetime(2026, 1, 1, tzinfo=UTC)
@@ -138,3 +145,32 @@ def test_scaled_to_zero_ignores_a_crash_of_a_pod_on_its_way_out() -> None:
     status = status_for(model(minReplicas=0), 0, Observed(), "s", [], NOW, SEGFAULT)
     assert by_type(status)["Ready"] == ("False", "ScaledToZero")
     assert by_type(status)["Degraded"] == ("False", "AsExpected")
+
+
+FITS = ("True", "Fits", "partial offload: 70 of 81 layers on 2 GPU(s)")
+
+
+def test_the_fits_condition_rides_along_and_keeps_its_transition_time() -> None:
+    status = status_for(model(), 1, Observed.from_deployment(None), "s", [], NOW, fits=FITS)
+    assert by_type(status)["Fits"] == ("True", "Fits")
+    before = [
+        {"type": "Fits", "status": "True", "reason": "Fits", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    ]
+    again = status_for(model(), 1, Observed.from_deployment(None), "s", before, NOW, fits=FITS)
+    (fits,) = [c for c in again["conditions"] if c["type"] == "Fits"]
+    assert (fits["message"], fits["lastTransitionTime"]) == (FITS[2], "2026-01-01T00:00:00Z")
+    assert fits_condition(again["conditions"]) == FITS
+    assert fits_condition([]) is None
+    assert "Fits" not in by_type(status_for(model(), 1, Observed(), "s", [], NOW))  # not planned: none
+
+
+def test_a_refused_spec_is_not_ready_degraded_and_does_not_fit() -> None:
+    why = ("False", "DoesNotFit", "does not fit with 81 of 81 layers on 1 GPU(s): GPU0 needs 45.09 GiB of 24")
+    status = refused_status(model(), why, [], NOW)
+    assert by_type(status) == {
+        "Ready": ("False", "DoesNotFit"),
+        "Degraded": ("True", "DoesNotFit"),
+        "Fits": ("False", "DoesNotFit"),
+    }
+    assert all(c["message"] == why[2] for c in status["conditions"])
+    assert (status["summary"], status["replicas"], status["readyReplicas"]) == ("DoesNotFit", 0, 0)

@@ -17,7 +17,7 @@ from localmodel_router.admission import Admission
 from localmodel_router.auth import ApiKeys
 from localmodel_router.backends import BackendPool
 from localmodel_router.balancer import Balancer
-from localmodel_router.deps import Services, require_api_key
+from localmodel_router.deps import Services, require_api_key, require_api_key_or_x_api_key
 from localmodel_router.disconnect import ClientDisconnectedError
 from localmodel_router.discovery import Discovery
 from localmodel_router.dispatch import Dispatcher
@@ -31,15 +31,19 @@ from localmodel_router.routes import (
     completions,
     embeddings,
     health,
+    messages,
     models,
     rerank,
+    responses_api,
     scaling,
     tokenization,
 )
 from localmodel_router.serving.chat import ChatService
 from localmodel_router.serving.completions import CompletionService
 from localmodel_router.serving.embeddings import EmbeddingService
+from localmodel_router.serving.messages import MessagesService
 from localmodel_router.serving.rerank import RerankService
+from localmodel_router.serving.responses import ResponsesService
 from localmodel_router.serving.tokenization import TokenizationService
 from localmodel_router.settings import RouterSettings
 
@@ -106,7 +110,9 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
         chat=ChatService(discovery, dispatcher),
         completions=CompletionService(discovery, dispatcher, **inputs),
         embeddings=EmbeddingService(discovery, dispatcher, **inputs),
+        messages=MessagesService(discovery, dispatcher),
         rerank=RerankService(discovery, dispatcher),
+        responses=ResponsesService(discovery, dispatcher),
         tokenization=TokenizationService(discovery, dispatcher),
     )
     # Without keys there is nothing to check: no dependency at all, rather than one that returns at once.
@@ -117,9 +123,13 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
         completions.router,
         embeddings.router,
         rerank.router,
+        responses_api.router,
         tokenization.router,
     ):
         app.include_router(api, dependencies=dependencies)
+    # Anthropic's Messages API: its clients send the key as `x-api-key`, and its errors have their shape.
+    anthropic_keys = [Depends(require_api_key_or_x_api_key)] if api_keys.enabled else []
+    app.include_router(messages.router, dependencies=anthropic_keys)
     app.include_router(health.router)
     app.include_router(scaling.router)
     _install_error_handlers(app)

@@ -20,11 +20,12 @@ class ApiKeys:
     def enabled(self) -> bool:
         return bool(self._digests)
 
-    def check(self, authorization: str | None) -> None:
-        """Raise AuthenticationError unless the header carries a configured key (or keys are off)."""
+    def check(self, authorization: str | None, x_api_key: str | None = None) -> None:
+        """Raise AuthenticationError unless the header carries a configured key (or keys are off);
+        `x_api_key`: the `x-api-key` header, where a route takes it (Anthropic's clients send that)."""
         if not self._digests:
             return
-        scheme, _, key = (authorization or "").partition(" ")
+        scheme, _, key = ("Bearer", " ", x_api_key) if x_api_key else (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise AuthenticationError("Missing API key: send `Authorization: Bearer YOUR_KEY`.")
         digest = hashlib.sha256(key.strip().encode()).digest()

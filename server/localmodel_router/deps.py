@@ -13,7 +13,9 @@ from localmodel_router.load import ModelLoad
 from localmodel_router.serving.chat import ChatService
 from localmodel_router.serving.completions import CompletionService
 from localmodel_router.serving.embeddings import EmbeddingService
+from localmodel_router.serving.messages import MessagesService
 from localmodel_router.serving.rerank import RerankService
+from localmodel_router.serving.responses import ResponsesService
 from localmodel_router.serving.tokenization import TokenizationService
 from localmodel_router.settings import RouterSettings
 
@@ -27,7 +29,9 @@ class Services:
     chat: ChatService
     completions: CompletionService
     embeddings: EmbeddingService
+    messages: MessagesService
     rerank: RerankService
+    responses: ResponsesService
     tokenization: TokenizationService
 
 
@@ -41,6 +45,12 @@ async def services(request: Request) -> Services:
 async def require_api_key(request: Request) -> None:
     found: Services = request.app.state.services
     found.api_keys.check(request.headers.get("authorization"))
+
+
+async def require_api_key_or_x_api_key(request: Request) -> None:
+    """The check for Anthropic's Messages API, whose clients send the key as `x-api-key`."""
+    found: Services = request.app.state.services
+    found.api_keys.check(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -108,6 +108,8 @@ class Dispatcher:
                     yield reply
                 self._count_tokens(route, last)
             except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.UNAVAILABLE:  # the backend went mid-stream
+                    metrics.LOST_DURING_REQUEST.labels(route.name).inc()
                 raise self._failed(route, error) from error
             finally:
                 call.cancel()  # a no-op when the stream ended; stops generation when the client left

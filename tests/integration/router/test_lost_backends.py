@@ -48,3 +48,28 @@ async def test_a_backend_killed_mid_request_is_a_502_and_the_request_is_not_repl
             metrics = (await client.get("/metrics")).text
             assert 'localmodel_router_backends_lost_during_request_total{model="pair"} 1.0' in metrics
             assert 'localmodel_router_retries_total{model="pair"}' not in metrics
+
+
+async def test_a_backend_killed_mid_stream_ends_the_stream_with_an_error_and_is_counted(
+    smollm2_path: Path,
+) -> None:
+    with BackendProcess(["--model", str(smollm2_path), "--context-size", "2048"]) as backend:
+        backend.wait_ready()
+        async with (
+            RouterProcess(["--model", f"solo={backend.address}"]) as router,
+            httpx.AsyncClient(base_url=router.url, timeout=60) as client,
+        ):
+            body = {"model": "solo", "prompt": "Once upon a time, in a land far away,", "max_tokens": 400}
+            body |= {"stream": True, "temperature": 0}  # a long answer: still running when killed
+            events = []
+            async with client.stream("POST", "/v1/completions", json=body) as stream:
+                assert stream.status_code == 200
+                async for line in stream.aiter_lines():
+                    if line.startswith("data: "):
+                        events.append(line)
+                        if len(events) == 3:  # streaming for real: now its backend dies
+                            os.kill(backend.process.pid, signal.SIGKILL)
+            assert events[-1] == "data: [DONE]"
+            assert '"error"' in events[-2]
+            metrics = (await client.get("/metrics")).text
+            assert 'localmodel_router_backends_lost_during_request_total{model="solo"} 1.0' in metrics

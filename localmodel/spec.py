@@ -36,6 +36,14 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+# No advertised task that answers 501: localmodel's llama.cpp backend has no reranking yet (no reranker
+# model is tested), so `rerank` is for a backend that has it (a LocalAI reranker, by address or image).
+RERANK_NEEDS_A_BACKEND = (
+    "tasks: rerank needs a backend that reranks (`backend.address` or `backend.image`): localmodel's "
+    "llama.cpp backend does not rerank yet"
+)
+
+
 class Task(StrEnum):
     """What the model is served for; decides how the backend loads it."""
 
@@ -297,6 +305,8 @@ class LocalModelSpec(SpecModel):
                 raise ValueError(f"replicas {self.replicas} exceeds maxReplicas {self.max_replicas}")
         if self.replicas is not None and self.replicas < self.min_replicas:
             raise ValueError(f"replicas {self.replicas} is below minReplicas {self.min_replicas}")
+        if Task.RERANK in self.tasks and not (self.backend.address or self.backend.image):
+            raise ValueError(RERANK_NEEDS_A_BACKEND)
         return self
 
     @property

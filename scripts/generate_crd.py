@@ -18,7 +18,14 @@ from typing import Any
 
 import yaml
 
-from localmodel.spec import API_GROUP, DNS_LABEL, KIND, LocalModelSpec, LocalModelStatus
+from localmodel.spec import (
+    API_GROUP,
+    DNS_LABEL,
+    KIND,
+    RERANK_NEEDS_A_BACKEND,
+    LocalModelSpec,
+    LocalModelStatus,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_PATH = ROOT / "crds" / f"{API_GROUP}_localmodels.yaml"
@@ -44,6 +51,11 @@ CEL_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
         {
             "rule": "!has(self.replicas) || self.replicas >= self.minReplicas",
             "message": "replicas must not be below minReplicas",
+        },
+        {
+            "rule": "!has(self.tasks) || !('rerank' in self.tasks) || "
+            "(has(self.backend) && (has(self.backend.address) || has(self.backend.image)))",
+            "message": RERANK_NEEDS_A_BACKEND,
         },
     ],
     ("backend",): [

@@ -66,7 +66,7 @@ def test_the_backend_accepts_every_flag_the_command_emits() -> None:
     from localmodel_llamacpp.__main__ import build_parser
 
     everything = spec(
-        tasks=["rerank"],
+        tasks=["embedding"],
         resources={"gpu": {"count": 1}},
         backend={
             "engine": {

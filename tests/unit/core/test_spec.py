@@ -106,3 +106,21 @@ def test_gpu_layers_are_a_count_or_auto() -> None:
     for layers in (-1, 0, 40, "auto"):
         model = parse_manifest(manifest(backend={"engine": {"gpuLayers": layers}}), "m.yaml")
         assert model.spec.backend.engine.gpu_layers == layers
+
+
+def test_rerank_is_refused_unless_a_backend_that_reranks_is_named() -> None:
+    from localmodel.spec import RERANK_NEEDS_A_BACKEND, LocalModelSpec
+
+    model = {"url": "hf://org/repo/m.gguf"}
+    with pytest.raises(ValueError, match="tasks: rerank needs a backend that reranks"):
+        LocalModelSpec.model_validate({"model": model, "tasks": ["rerank"]})
+    LocalModelSpec.model_validate(
+        {"model": model, "tasks": ["rerank"], "backend": {"image": "localai/rerankers"}}
+    )
+    LocalModelSpec.model_validate({"tasks": ["rerank"], "backend": {"address": "reranker:50051"}})
+    from tests.support.kube_schemas import crd
+
+    rules = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "x-kubernetes-validations"
+    ]
+    assert RERANK_NEEDS_A_BACKEND in [rule["message"] for rule in rules]  # the API server refuses it too

@@ -107,7 +107,7 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
         discovery=discovery,
         api_keys=api_keys,
         load=load,
-        chat=ChatService(discovery, dispatcher),
+        chat=ChatService(discovery, dispatcher, **inputs),  # n answers count as inputs
         completions=CompletionService(discovery, dispatcher, **inputs),
         embeddings=EmbeddingService(discovery, dispatcher, **inputs),
         messages=MessagesService(discovery, dispatcher),

@@ -53,6 +53,7 @@ def as_served(document: dict[str, Any]) -> dict[str, Any]:
             responses = operation.get("responses", {})
             if responses.pop("422", None) is not None:
                 responses.setdefault("400", _BAD_REQUEST)
+                responses.setdefault("default", {**_BAD_REQUEST, "description": "Other errors, same shape"})
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)

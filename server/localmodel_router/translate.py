@@ -20,6 +20,7 @@ from localmodel_router.protocol.rerank import RerankRequest
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
 RANDOM_SEED = -1
+COMPLETION_DEFAULT_TOKENS = 16  # what OpenAI's completions generate when max_tokens is not given
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,10 @@ def chat_options(
 def completion_options(
     request: CompletionRequest, prompt: str, route: ModelRoute
 ) -> backend_pb2.PredictOptions:
-    options = _sampling(request, route, request.max_tokens, "max_tokens")
+    limit = request.max_tokens
+    if limit is None:  # OpenAI's default for this API, within the model's own cap
+        limit = min(COMPLETION_DEFAULT_TOKENS, route.max_tokens or COMPLETION_DEFAULT_TOKENS)
+    options = _sampling(request, route, limit, "max_tokens")
     options.prompt = prompt
     if request.logprobs is not None:  # completions' `logprobs: N` is chat's `top_logprobs: N`
         options.logprobs = 1

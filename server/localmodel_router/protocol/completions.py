@@ -19,7 +19,7 @@ from localmodel_router.protocol.common import (
 
 class CompletionRequest(GenerationRequest):
     prompt: TextsOrTokens
-    max_tokens: int | None = Field(default=16, ge=1, le=INT32_MAX)  # OpenAI's default for this API
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)  # unset: COMPLETION_DEFAULT_TOKENS
     best_of: int | None = Field(default=None, ge=1, le=MOST_CHOICES)
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=5)

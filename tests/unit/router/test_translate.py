@@ -116,9 +116,11 @@ def test_completion_prompts() -> None:
 
     assert translate.completion_prompts(request()) == ["p"]
     assert translate.completion_prompts(request(prompt=["a", "b"])) == ["a", "b"]
-    assert (
-        translate.completion_options(request(), "p", ROUTE).tokens == 16
-    )  # OpenAI's default for completions
+    assert translate.completion_options(request(), "p", ROUTE).tokens == 16  # OpenAI's default
+    capped = ModelRoute(name="m", endpoints=("a:1",), max_tokens=8)
+    assert translate.completion_options(request(), "p", capped).tokens == 8  # the default, within the cap
+    with pytest.raises(BadRequestError, match="at most 8 tokens"):
+        translate.completion_options(request(max_tokens=16), "p", capped)  # one asked for: refused
     for fields, param in (
         ({"echo": True}, "echo"),
         ({"prompt": [1, 2]}, "prompt"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -45,15 +45,22 @@ async def _ended_properly(events: AsyncIterator[str]) -> AsyncIterator[str]:
     yield DONE
 
 
-def sse_response(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(_ended_properly(events), media_type="text/event-stream", headers=SSE_HEADERS)
+Ending = Callable[[AsyncIterator[str]], AsyncIterator[str]]
+
+
+def sse_response(events: AsyncIterator[str], ending: Ending = _ended_properly) -> StreamingResponse:
+    return StreamingResponse(ending(events), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def open_sse(
-    request: Request, opening: Awaitable[AsyncIterator[str]], keepalive: float
+    request: Request,
+    opening: Awaitable[AsyncIterator[str]],
+    keepalive: float,
+    ending: Ending = _ended_properly,
 ) -> StreamingResponse:
     """The response for a stream being opened: plain once open, with keepalive comments while it is not
-    open after `keepalive` seconds. A client leaving cancels the opening."""
+    open after `keepalive` seconds. A client leaving cancels the opening. `ending`: how the events end
+    and how a failure after the first byte is told (OpenAI's error event and [DONE] by default)."""
     task = asyncio.ensure_future(opening)
     try:
         await unless_disconnected(request, asyncio.wait({task}, timeout=keepalive))
@@ -61,8 +68,8 @@ async def open_sse(
         task.cancel()
         raise
     if task.done():
-        return sse_response(task.result())  # errors raised here become HTTP statuses
-    return sse_response(_keepalives_until_open(task, keepalive))
+        return sse_response(task.result(), ending)  # errors raised here become HTTP statuses
+    return sse_response(_keepalives_until_open(task, keepalive), ending)
 
 
 async def _keepalives_until_open(

@@ -82,7 +82,7 @@ class Message(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., reasoning_content: _Optional[str] = ..., tool_calls: _Optional[str] = ...) -> None: ...
 
 class PredictOptions(_message.Message):
-    __slots__ = ("prompt", "seed", "threads", "tokens", "top_k", "repeat_last_n", "batch", "n_keep", "temperature", "repeat_penalty", "stop_prompts", "ignore_eos", "typical_p", "frequency_penalty", "presence_penalty", "mirostat", "mirostat_eta", "mirostat_tau", "logit_bias", "grammar", "top_p", "embedding_tokens", "embeddings", "use_tokenizer_template", "messages", "correlation_id", "tools", "tool_choice", "logprobs", "top_logprobs")
+    __slots__ = ("prompt", "seed", "threads", "tokens", "top_k", "repeat_last_n", "batch", "n_keep", "temperature", "repeat_penalty", "stop_prompts", "ignore_eos", "typical_p", "frequency_penalty", "presence_penalty", "mirostat", "mirostat_eta", "mirostat_tau", "logit_bias", "grammar", "top_p", "embedding_tokens", "embeddings", "use_tokenizer_template", "messages", "correlation_id", "tools", "tool_choice", "logprobs", "top_logprobs", "prompt_logprobs")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     THREADS_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class PredictOptions(_message.Message):
     TOOL_CHOICE_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     seed: int
     threads: int
@@ -143,10 +144,11 @@ class PredictOptions(_message.Message):
     tool_choice: str
     logprobs: int
     top_logprobs: int
-    def __init__(self, prompt: _Optional[str] = ..., seed: _Optional[int] = ..., threads: _Optional[int] = ..., tokens: _Optional[int] = ..., top_k: _Optional[int] = ..., repeat_last_n: _Optional[int] = ..., batch: _Optional[int] = ..., n_keep: _Optional[int] = ..., temperature: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., stop_prompts: _Optional[_Iterable[str]] = ..., ignore_eos: _Optional[bool] = ..., typical_p: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., mirostat: _Optional[int] = ..., mirostat_eta: _Optional[float] = ..., mirostat_tau: _Optional[float] = ..., logit_bias: _Optional[str] = ..., grammar: _Optional[str] = ..., top_p: _Optional[float] = ..., embedding_tokens: _Optional[_Iterable[int]] = ..., embeddings: _Optional[str] = ..., use_tokenizer_template: _Optional[bool] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., correlation_id: _Optional[str] = ..., tools: _Optional[str] = ..., tool_choice: _Optional[str] = ..., logprobs: _Optional[int] = ..., top_logprobs: _Optional[int] = ...) -> None: ...
+    prompt_logprobs: bool
+    def __init__(self, prompt: _Optional[str] = ..., seed: _Optional[int] = ..., threads: _Optional[int] = ..., tokens: _Optional[int] = ..., top_k: _Optional[int] = ..., repeat_last_n: _Optional[int] = ..., batch: _Optional[int] = ..., n_keep: _Optional[int] = ..., temperature: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., stop_prompts: _Optional[_Iterable[str]] = ..., ignore_eos: _Optional[bool] = ..., typical_p: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., mirostat: _Optional[int] = ..., mirostat_eta: _Optional[float] = ..., mirostat_tau: _Optional[float] = ..., logit_bias: _Optional[str] = ..., grammar: _Optional[str] = ..., top_p: _Optional[float] = ..., embedding_tokens: _Optional[_Iterable[int]] = ..., embeddings: _Optional[str] = ..., use_tokenizer_template: _Optional[bool] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., correlation_id: _Optional[str] = ..., tools: _Optional[str] = ..., tool_choice: _Optional[str] = ..., logprobs: _Optional[int] = ..., top_logprobs: _Optional[int] = ..., prompt_logprobs: _Optional[bool] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("message", "tokens", "prompt_tokens", "timing_prompt_processing", "timing_token_generation", "logprobs", "finish_reason")
+    __slots__ = ("message", "tokens", "prompt_tokens", "timing_prompt_processing", "timing_token_generation", "logprobs", "finish_reason", "prompt_logprobs")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +156,7 @@ class Reply(_message.Message):
     TIMING_TOKEN_GENERATION_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     message: bytes
     tokens: int
     prompt_tokens: int
@@ -161,7 +164,8 @@ class Reply(_message.Message):
     timing_token_generation: float
     logprobs: bytes
     finish_reason: str
-    def __init__(self, message: _Optional[bytes] = ..., tokens: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., timing_prompt_processing: _Optional[float] = ..., timing_token_generation: _Optional[float] = ..., logprobs: _Optional[bytes] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+    prompt_logprobs: bytes
+    def __init__(self, message: _Optional[bytes] = ..., tokens: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., timing_prompt_processing: _Optional[float] = ..., timing_token_generation: _Optional[float] = ..., logprobs: _Optional[bytes] = ..., finish_reason: _Optional[str] = ..., prompt_logprobs: _Optional[bytes] = ...) -> None: ...
 
 class EmbeddingResult(_message.Message):
     __slots__ = ("embeddings",)

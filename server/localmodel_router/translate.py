@@ -70,14 +70,17 @@ def completion_options(
     if request.logprobs is not None:  # completions' `logprobs: N` is chat's `top_logprobs: N`
         options.logprobs = 1
         options.top_logprobs = request.logprobs
+        options.prompt_logprobs = request.echo  # the prompt's tokens too: what loglikelihood evals read
     return options
 
 
-def token_logprobs(reply: backend_pb2.Reply) -> list[TokenLogprob]:
-    """The log probabilities a backend reply carries (a JSON list in chat's shape), if any."""
-    if not reply.logprobs:
+def token_logprobs(reply: backend_pb2.Reply, prompt: bool = False) -> list[TokenLogprob]:
+    """The log probabilities a backend reply carries (a JSON list in chat's shape), if any: of the
+    generated tokens, or (`prompt`) of the prompt's."""
+    given = reply.prompt_logprobs if prompt else reply.logprobs
+    if not given:
         return []
-    return [TokenLogprob.model_validate(entry) for entry in json.loads(reply.logprobs)]
+    return [TokenLogprob.model_validate(entry) for entry in json.loads(given)]
 
 
 def per_choice(options: backend_pb2.PredictOptions, n: int) -> list[backend_pb2.PredictOptions]:
@@ -96,9 +99,8 @@ def per_choice(options: backend_pb2.PredictOptions, n: int) -> list[backend_pb2.
 
 def completion_prompts(request: CompletionRequest) -> list[str]:
     """The text prompts of a completion request, with what this router cannot do refused clearly."""
-    for name, unsupported in (("echo", request.echo), ("suffix", request.suffix)):
-        if unsupported:
-            raise BadRequestError(f"{name}: not supported", param=name)
+    if request.suffix:
+        raise BadRequestError("suffix: not supported", param="suffix")
     if request.best_of not in (None, request.n):
         raise BadRequestError(
             "best_of: only best_of = n (every answer returned) is supported", param="best_of"

@@ -113,11 +113,13 @@ class _Sequence:
     prefilling: bool = True
     last_step: int = 0  # the number of the generation step in which this sequence last got a token
     logprobs: list[TokenLogprob] = field(default_factory=list)  # of tokens not sent in a Chunk yet
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)  # sent in the first Chunk
 
     def chunk(self, text: str, finish_reason: str | None = None) -> Chunk:
         now = time.perf_counter()
         first = self.first_token_at or now
         logprobs, self.logprobs = tuple(self.logprobs), []
+        prompt, self.prompt_logprobs = tuple(self.prompt_logprobs), []
         return Chunk(
             text=text,
             prompt_tokens=len(self.tokens),
@@ -126,6 +128,7 @@ class _Sequence:
             generation_ms=(now - first) * 1000,
             finish_reason=finish_reason,
             logprobs=logprobs,
+            prompt_logprobs=prompt,
         )
 
 
@@ -218,6 +221,8 @@ class BatchDecoder:
             return
         free = [slot for slot in self.slots if slot.sequence is None]
         reusable = {s.index: reusable_prefix(s.cached, tokens, self._reuse_chunk) for s in free}
+        if request.sampling.prompt_logprobs:  # every prompt position's logits are needed: decode it all
+            reusable = dict.fromkeys(reusable, 0)
         slot = max(free, key=lambda s: (reusable[s.index], -s.last_used))
         keep = reusable[slot.index]
         llama_cpp.llama_memory_seq_rm(self._memory, slot.index, keep, -1)
@@ -281,14 +286,17 @@ class BatchDecoder:
         size = PREFILL_CHUNK - sequence.pos % PREFILL_CHUNK
         chunk, sequence.pending = sequence.pending[:size], sequence.pending[size:]
         last = not sequence.pending
+        every = sequence.request.sampling.prompt_logprobs  # logits at every position, for the prompt's
         self._fill(
             [
-                (token, sequence.pos + i, slot.index, last and i == len(chunk) - 1)
+                (token, sequence.pos + i, slot.index, every or (last and i == len(chunk) - 1))
                 for i, token in enumerate(chunk)
             ]
         )
         if not self._decode([slot]):
             return
+        if every:
+            self._note_prompt_logprobs(sequence, len(chunk))
         slot.cached.extend(chunk)
         sequence.pos += len(chunk)
         if last:
@@ -312,6 +320,24 @@ class BatchDecoder:
             sequence.pos += 1
             sequence.last_step = self._sizer.steps + 1  # this step's number: recorded once it ends
             self._take(slot, self._sample(sequence, index))
+
+    def _note_prompt_logprobs(self, sequence: _Sequence, decoded: int) -> None:
+        """The log probability of each prompt token whose predecessor was just decoded (batch rows
+        0..decoded-1 predict the prompt's positions pos+1 ..); the first token has none."""
+        top = sequence.request.sampling.logprobs or 0
+        if sequence.pos == 0:
+            sequence.prompt_logprobs.append(TokenLogprob(self._piece(sequence.tokens[0]), None))
+        for row in range(decoded):
+            position = sequence.pos + row + 1
+            if position >= len(sequence.tokens):
+                break  # the last row predicts the first generated token: the sampler's
+            token = sequence.tokens[position]
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,)
+            )
+            chosen, best = token_logprobs(logits, token, top)
+            pieces = tuple((self._piece(i), lp) for i, lp in best)
+            sequence.prompt_logprobs.append(TokenLogprob(self._piece(token), chosen, pieces))
 
     def _sample(self, sequence: _Sequence, index: int) -> int:
         """The next token from batch position `index`'s logits, its log probabilities noted if asked."""

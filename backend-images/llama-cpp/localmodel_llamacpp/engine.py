@@ -110,6 +110,7 @@ class Chunk:
     generation_ms: float
     finish_reason: str | None = None  # "stop", "length" or "cancelled"
     logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens since the previous Chunk, when asked for
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()  # of the prompt's tokens, in the first Chunk only
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class TokenLogprob:
     likely alternatives at its position."""
 
     token: bytes  # the token's piece (may be part of a UTF-8 character)
-    logprob: float
+    logprob: float | None  # None for a prompt's first token: nothing came before it
     top: tuple[tuple[bytes, float], ...] = ()
 
 

@@ -185,6 +185,7 @@ class SamplingConfig:
     grammar: str | None = None
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
     logprobs: int | None = None  # each token's log probability and this many top alternatives; None: no
+    prompt_logprobs: bool = False  # the prompt's tokens' too (with `logprobs` alternatives each)
 
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's bound
@@ -230,7 +231,8 @@ def sampling_config(request: backend_pb2.PredictOptions) -> SamplingConfig:
         presence_penalty=request.presence_penalty,
         logit_bias=_logit_bias(request.logit_bias),
         # `logprobs` (non-zero) asks for them; `top_logprobs`, for that many alternatives of each token.
-        logprobs=request.top_logprobs if request.logprobs else None,
+        logprobs=request.top_logprobs if request.logprobs or request.prompt_logprobs else None,
+        prompt_logprobs=request.prompt_logprobs,
         mirostat=request.mirostat,
         mirostat_tau=request.mirostat_tau or 5.0,
         mirostat_eta=request.mirostat_eta or 0.1,

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -84,10 +85,12 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
     async def Predict(self, request: backend_pb2.PredictOptions, context: Any) -> backend_pb2.Reply:
         parts: list[str] = []
         logprobs: list[TokenLogprob] = []
+        prompt: tuple[TokenLogprob, ...] = ()
         async for chunk in self._generate(request, context):
             parts.append(chunk.text)
             logprobs += chunk.logprobs
-        return _reply("".join(parts), chunk, tuple(logprobs))
+            prompt = prompt or chunk.prompt_logprobs
+        return _reply("".join(parts), replace(chunk, prompt_logprobs=prompt), tuple(logprobs))
 
     async def PredictStream(
         self, request: backend_pb2.PredictOptions, context: Any
@@ -186,6 +189,7 @@ def _reply(text: str, chunk: Chunk, logprobs: tuple[TokenLogprob, ...] | None = 
     return backend_pb2.Reply(
         message=text.encode("utf-8"),
         logprobs=_logprobs_json(given) if given else b"",
+        prompt_logprobs=_logprobs_json(chunk.prompt_logprobs) if chunk.prompt_logprobs else b"",
         tokens=chunk.completion_tokens,
         prompt_tokens=chunk.prompt_tokens,
         timing_prompt_processing=chunk.prompt_ms,
@@ -197,7 +201,7 @@ def _reply(text: str, chunk: Chunk, logprobs: tuple[TokenLogprob, ...] | None = 
 def _logprobs_json(logprobs: tuple[TokenLogprob, ...]) -> bytes:
     """`Reply.logprobs`: OpenAI's chat shape, a JSON list of {token, logprob, bytes, top_logprobs}."""
 
-    def entry(piece: bytes, logprob: float) -> dict[str, Any]:
+    def entry(piece: bytes, logprob: float | None) -> dict[str, Any]:
         return {"token": piece.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(piece)}
 
     return json.dumps(

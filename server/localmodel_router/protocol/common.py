@@ -107,7 +107,7 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 class TopLogprob(BaseModel):
     token: str
-    logprob: float
+    logprob: float | None  # None only for a prompt's first token (completions' echo)
     bytes: list[int] | None = None
 
 

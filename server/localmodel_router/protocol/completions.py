@@ -30,8 +30,8 @@ class CompletionLogprobs(BaseModel):
     """The completions API's shape: parallel lists, one entry per token."""
 
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]]
+    token_logprobs: list[float | None]  # None for an echoed prompt's first token, as OpenAI sends it
+    top_logprobs: list[dict[str, float | None] | None]
     text_offset: list[int]  # where each token starts in the choice's text
 
     @classmethod
@@ -44,7 +44,10 @@ class CompletionLogprobs(BaseModel):
         return cls(
             tokens=[entry.token for entry in entries],
             token_logprobs=[entry.logprob for entry in entries],
-            top_logprobs=[{top.token: top.logprob for top in entry.top_logprobs} for entry in entries],
+            top_logprobs=[
+                None if entry.logprob is None else {top.token: top.logprob for top in entry.top_logprobs}
+                for entry in entries
+            ],
             text_offset=offsets,
         )
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from localmodel_router import translate
 from localmodel_router.discovery import ModelRoute
-from localmodel_router.protocol.common import FinishReason, new_id, now, usage
+from localmodel_router.protocol.common import FinishReason, TokenLogprob, new_id, now, usage
 from localmodel_router.protocol.completions import (
     Completion,
     CompletionChoice,
@@ -31,11 +31,11 @@ class CompletionService(Service):
         choices = [
             CompletionChoice(
                 index=i,
-                text=r.message.decode("utf-8", "replace"),
+                text=(o.prompt if request.echo else "") + r.message.decode("utf-8", "replace"),
                 finish_reason=translate.finish_reason(r),
-                logprobs=CompletionLogprobs.of(translate.token_logprobs(r)) if wanted else None,
+                logprobs=CompletionLogprobs.of(_entries(r, request.echo)) if wanted else None,
             )
-            for i, r in enumerate(replies)
+            for i, (o, r) in enumerate(zip(options, replies, strict=True))
         ]
         prompt_tokens = sum(r.prompt_tokens for r in replies[:: request.n])  # each prompt counted once
         return Completion(
@@ -86,12 +86,13 @@ class CompletionService(Service):
             replies = first_replies if index == 0 else await self._dispatcher.stream(route, prompt_options)
             last, offset = None, 0
             async for reply in replies:
+                echo = request.echo and last is None  # the prompt goes first, with the first reply
                 last = reply
-                if reply.message or reply.logprobs:
-                    text = reply.message.decode("utf-8", "replace")
+                if reply.message or reply.logprobs or echo:
+                    text = (prompt_options.prompt if echo else "") + reply.message.decode("utf-8", "replace")
                     logprobs = None
                     if request.logprobs is not None:
-                        logprobs = CompletionLogprobs.of(translate.token_logprobs(reply), offset)
+                        logprobs = CompletionLogprobs.of(_entries(reply, echo), offset)
                     yield chunk(index, text, logprobs=logprobs)
                     offset += len(text)
             assert last is not None
@@ -102,3 +103,9 @@ class CompletionService(Service):
         tokens = usage_event(request, Completion, completion_id, created, prompt_tokens, completion_tokens)
         if tokens is not None:
             yield tokens
+
+
+def _entries(reply: backend_pb2.Reply, echo: bool) -> list[TokenLogprob]:
+    """A reply's token log probabilities, after its prompt's when the prompt is echoed."""
+    prompt = translate.token_logprobs(reply, prompt=True) if echo else []
+    return [*prompt, *translate.token_logprobs(reply)]

@@ -71,7 +71,7 @@ def test_max_tokens_above_the_models_cap_is_400(router: RouterProcess) -> None:
 @pytest.mark.parametrize(
     ("path", "body", "param"),
     [
-        ("/v1/completions", {"model": "smollm2", "prompt": "Hi", "echo": True}, "echo"),
+        ("/v1/completions", {"model": "smollm2", "prompt": "Hi", "suffix": "!"}, "suffix"),
         ("/v1/completions", {"model": "smollm2", "prompt": [1, 2, 3]}, "prompt"),
         ("/v1/embeddings", {"model": "smollm2-embed", "input": "hi", "dimensions": 8}, "dimensions"),
         ("/v1/embeddings", {"model": "smollm2", "input": "hi"}, None),  # a model loaded without embeddings

@@ -321,3 +321,37 @@ def test_completion_log_probabilities_in_the_completions_shape(router: RouterPro
     assert logprobs.text_offset == sorted(logprobs.text_offset)
     assert all(len(top) == 2 for top in logprobs.top_logprobs)
     assert all(value <= 0 for value in logprobs.token_logprobs)
+
+
+def test_echo_with_logprobs_scores_every_prompt_token_after_the_first(router: RouterProcess) -> None:
+    client = router.client()
+    prompt = "The capital of France is"
+    first = client.completions.create(model="smollm2", prompt=prompt, max_tokens=1, temperature=0, logprobs=1)
+    generated = first.choices[0].logprobs
+    assert generated is not None and generated.token_logprobs and generated.token_logprobs[0] is not None
+    # Score the prompt with the generated token appended, as loglikelihood evals do: the model's log
+    # probability of that token at that place is the one it had when it generated it.
+    scored = client.completions.create(
+        model="smollm2",
+        prompt=prompt + first.choices[0].text,
+        max_tokens=1,
+        temperature=0,
+        logprobs=1,
+        echo=True,
+    )
+    choice = scored.choices[0]
+    assert choice.text.startswith(prompt + first.choices[0].text)
+    logprobs = choice.logprobs
+    assert logprobs is not None and logprobs.token_logprobs and logprobs.tokens and logprobs.text_offset
+    prompt_count = scored.usage.prompt_tokens
+    assert logprobs.token_logprobs[0] is None  # nothing came before the first token
+    assert all(value is not None and value <= 0 for value in logprobs.token_logprobs[1:prompt_count])
+    assert "".join(logprobs.tokens[:prompt_count]) == prompt + first.choices[0].text
+    assert abs(logprobs.token_logprobs[prompt_count - 1] - generated.token_logprobs[0]) < 1e-2
+    assert len(logprobs.tokens) == prompt_count + 1  # and the one generated token after them
+    streamed = client.completions.create(
+        model="smollm2", prompt=prompt, max_tokens=1, temperature=0, logprobs=1, echo=True, stream=True
+    )
+    chunks = [c.choices[0] for c in streamed if c.choices]
+    assert "".join(c.text for c in chunks) == prompt + first.choices[0].text  # the prompt comes first
+    assert chunks[0].logprobs is not None and chunks[0].logprobs.token_logprobs[0] is None

@@ -122,7 +122,7 @@ def test_completion_prompts() -> None:
     with pytest.raises(BadRequestError, match="at most 8 tokens"):
         translate.completion_options(request(max_tokens=16), "p", capped)  # one asked for: refused
     for fields, param in (
-        ({"echo": True}, "echo"),
+        ({"suffix": "x"}, "suffix"),
         ({"prompt": [1, 2]}, "prompt"),
         ({"n": 3, "best_of": 4}, "best_of"),
     ):

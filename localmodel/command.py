@@ -65,6 +65,16 @@ def backend_command(
     return BackendCommand(tuple(args), {variable.name: variable.value for variable in spec.env})
 
 
+def with_gpu_layers(spec: LocalModelSpec, layers: int | None) -> LocalModelSpec:
+    """`spec` with `gpuLayers: auto` replaced by `layers`, as the caller decided it (None: the default,
+    all with GPUs); any other spec as it is. The backend takes only a number."""
+    engine = spec.backend.engine
+    if engine.gpu_layers != "auto":
+        return spec
+    backend = spec.backend.model_copy(update={"engine": engine.model_copy(update={"gpu_layers": layers})})
+    return spec.model_copy(update={"backend": backend})
+
+
 def _gpu_layers(spec: LocalModelSpec) -> int | None:
     """With GPUs and no explicit choice, offload every layer: that is what the GPUs were asked for.
     `auto` is not the backend's to decide: the caller's fit plan puts its number in the spec first."""

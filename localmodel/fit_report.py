@@ -50,7 +50,7 @@ def plan_manifest(manifest: Manifest, machine: Machine) -> NamedPlan:
     ram = parse_bytes(limit) if limit and not machine.ram_given else machine.ram_bytes
     inputs = plan_input(
         model.spec,
-        header.file_size or 0,
+        header.model_file_bytes,
         threads=machine.threads,
         gpu_memory_bytes=machine.gpu_memory_bytes,
         ram_bytes=ram,

@@ -90,6 +90,11 @@ class GGUFHeader:
     def tensor_bytes(self) -> int:
         return sum(tensor.nbytes for tensor in self.tensors)
 
+    @property
+    def model_file_bytes(self) -> int:
+        """The file's size: as the source said it, else the header and the tensor data it describes."""
+        return self.file_size or self.data_offset + self.tensor_bytes
+
 
 class ByteSource(Protocol):
     """Bytes by offset. `read` returns at least `size` bytes from `offset` (more is welcome: the reader

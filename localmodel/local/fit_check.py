@@ -48,9 +48,7 @@ def plan_models(models: list[LocalServedModel], threads: int, ram_bytes: int | N
         if served.path is None:
             continue
         header = read_local_header(served.path)
-        inputs = plan_input(
-            served.model.spec, served.path.stat().st_size, threads=threads, ram_bytes=ram_bytes
-        )
+        inputs = plan_input(served.model.spec, header.model_file_bytes, threads=threads, ram_bytes=ram_bytes)
         plans.append(NamedPlan(served.model.served_name, plan_fit(header, inputs)))
     return plans
 

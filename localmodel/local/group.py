@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from localmodel.command import BackendCommand, backend_command
+from localmodel.command import BackendCommand, backend_command, with_gpu_layers
 from localmodel.local.supervisor import BackendSupervisor
 from localmodel.spec import LocalModel, LocalModelSpec
 from localmodel_router.discovery.local import LocalDiscovery
@@ -22,15 +22,13 @@ IDLE_CHECK_SECONDS = 1.0
 def without_auto_layers(spec: LocalModelSpec) -> LocalModelSpec:
     """`gpuLayers: auto` as local mode can decide it: it knows no GPU's memory, so every layer goes to the
     GPUs a spec asks for (llama.cpp says so at load if they do not fit), none without GPUs."""
-    engine = spec.backend.engine
-    if engine.gpu_layers != "auto":
+    if spec.backend.engine.gpu_layers != "auto":
         return spec
     layers = -1 if spec.resources.gpu is not None else 0
     log.info(
         "gpuLayers auto: %d in local mode (%s)", layers, "all, on the GPUs asked for" if layers else "no GPUs"
     )
-    backend = spec.backend.model_copy(update={"engine": engine.model_copy(update={"gpu_layers": layers})})
-    return spec.model_copy(update={"backend": backend})
+    return with_gpu_layers(spec, layers)
 
 
 class ModelGroup:

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from localmodel.command import with_gpu_layers
 from localmodel.fit import MIB, FitError, FitPlan, plan_fit
 from localmodel.fit_inputs import plan_input
 from localmodel.gguf_header import GGUFHeader, HeaderError
@@ -119,9 +120,12 @@ async def check_fit(
 
 def planned(spec: LocalModelSpec, header: GGUFHeader, gpu_memory: int | None, ram: int | None) -> FitCheck:
     """The plan of `spec` for this header: each GPU has `gpu_memory` bytes, RAM `ram` (None: unchecked)."""
-    file_bytes = header.file_size or header.data_offset + header.tensor_bytes
     inputs = plan_input(
-        spec, file_bytes, threads=cpu_count(spec.resources.cpu), gpu_memory_bytes=gpu_memory, ram_bytes=ram
+        spec,
+        header.model_file_bytes,
+        threads=cpu_count(spec.resources.cpu),
+        gpu_memory_bytes=gpu_memory,
+        ram_bytes=ram,
     )
     try:
         plan = plan_fit(header, inputs)
@@ -136,12 +140,7 @@ def planned(spec: LocalModelSpec, header: GGUFHeader, gpu_memory: int | None, ra
 def served_spec(spec: LocalModelSpec, fit: FitCheck | None) -> LocalModelSpec:
     """The spec the backend runs: `gpuLayers: auto` replaced by the plan's count, or without a plan by
     the default (unset: all layers with GPUs), since the backend takes only a number."""
-    engine = spec.backend.engine
-    if engine.gpu_layers != "auto":
-        return spec
-    layers = fit.plan.gpu_layers if fit is not None and fit.plan is not None else None
-    engine = engine.model_copy(update={"gpu_layers": layers})
-    return spec.model_copy(update={"backend": spec.backend.model_copy(update={"engine": engine})})
+    return with_gpu_layers(spec, fit.plan.gpu_layers if fit is not None and fit.plan is not None else None)
 
 
 def cpu_count(quantity: str | None) -> int:

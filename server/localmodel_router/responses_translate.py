@@ -7,11 +7,11 @@ says so; so is every input item, content part or tool this router cannot serve, 
 
 from __future__ import annotations
 
-import uuid
 from typing import Literal
 
 from localmodel_router import translate
 from localmodel_router.errors import BadRequestError
+from localmodel_router.protocol import common
 from localmodel_router.protocol.chat import (
     ChatCompletionRequest,
     ChatMessage,
@@ -56,7 +56,7 @@ _RENAMED = (
 
 def new_id(prefix: str) -> str:
     """OpenAI's Responses ids: `resp_…`, `msg_…`, `fc_…`."""
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return common.new_id(prefix, "_")
 
 
 def chat_request(request: CreateResponseRequest) -> ChatCompletionRequest:

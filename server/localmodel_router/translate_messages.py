@@ -27,6 +27,7 @@ from localmodel_router.protocol.chat import (
     Tool,
     ToolCall,
 )
+from localmodel_router.protocol.common import new_id
 from localmodel_router.protocol.messages import (
     InputBlock,
     InputMessage,
@@ -106,7 +107,7 @@ def stop_reason(reply: backend_pb2.Reply, blocks: list[TextBlock | ToolUseBlock]
 
 
 def message_id() -> str:
-    return f"msg_{uuid.uuid4().hex}"
+    return new_id("msg", "_")
 
 
 def tool_use_id() -> str:

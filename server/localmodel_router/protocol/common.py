@@ -94,8 +94,10 @@ def usage(prompt_tokens: int, completion_tokens: int = 0) -> Usage:
     )
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
+def new_id(prefix: str, separator: str = "-") -> str:
+    """A unique id in the API's style: `chatcmpl-…` (OpenAI's completions), `resp_…`, `msg_…` (Responses,
+    Anthropic)."""
+    return f"{prefix}{separator}{uuid.uuid4().hex}"
 
 
 def now() -> int:

@@ -34,6 +34,8 @@ class Service:
         rest wait here, not in the model's queue, where they would crowd out other clients). The first
         failure cancels the others and is raised: nothing keeps running for an answer nobody gets. The
         caller has checked their number (`_check_count`) before translating them."""
+        if len(calls) == 1:  # the common request (one prompt, one answer): no task, no gate
+            return [await calls[0]()]
         gate = asyncio.Semaphore(self._inputs_at_once)
 
         async def run(call: Callable[[], Awaitable[T]]) -> T:

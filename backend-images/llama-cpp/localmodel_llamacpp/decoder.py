@@ -331,27 +331,21 @@ class BatchDecoder:
             position = sequence.pos + row + 1
             if position >= len(sequence.tokens):
                 break  # the last row predicts the first generated token: the sampler's
-            token = sequence.tokens[position]
-            logits = np.ctypeslib.as_array(
-                llama_cpp.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,)
-            )
-            chosen, best = token_logprobs(logits, token, top)
-            pieces = tuple((self._piece(i), lp) for i, lp in best)
-            sequence.prompt_logprobs.append(TokenLogprob(self._piece(token), chosen, pieces))
+            sequence.prompt_logprobs.append(self._logprob(row, sequence.tokens[position], top))
 
     def _sample(self, sequence: _Sequence, index: int) -> int:
         """The next token from batch position `index`'s logits, its log probabilities noted if asked."""
         token = sequence.sampler.sample(self._ctx, index)
         top = sequence.request.sampling.logprobs
         if top is not None and not llama_cpp.llama_vocab_is_eog(self._vocab, token):
-            logits = np.ctypeslib.as_array(
-                llama_cpp.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,)
-            )
-            chosen, best = token_logprobs(logits, token, top)
-            sequence.logprobs.append(
-                TokenLogprob(self._piece(token), chosen, tuple((self._piece(i), lp) for i, lp in best))
-            )
+            sequence.logprobs.append(self._logprob(index, token, top))
         return token
+
+    def _logprob(self, row: int, token: int, top: int) -> TokenLogprob:
+        """`token`'s log probability under batch row `row`'s logits, with the `top` likeliest tokens."""
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+        chosen, best = token_logprobs(logits, token, top)
+        return TokenLogprob(self._piece(token), chosen, tuple((self._piece(i), lp) for i, lp in best))
 
     def _fill(self, entries: list[tuple[int, int, int, bool]]) -> None:
         batch = self._batch

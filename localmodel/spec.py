@@ -13,6 +13,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from localmodel.backend_types import BACKENDS, BackendType, Task, unservable_tasks
+from localmodel.sources import names_directory
+
+__all__ = ["BackendType", "Task"]  # defined with the backend table, part of the spec
+
 API_GROUP = "localmodel.dev"
 API_VERSION = f"{API_GROUP}/v1alpha1"
 KIND = "LocalModel"
@@ -44,13 +49,21 @@ RERANK_NEEDS_A_BACKEND = (
 )
 
 
-class Task(StrEnum):
-    """What the model is served for; decides how the backend loads it."""
+def gpu_not_served_message(backend_type: BackendType, vendor: str) -> str:
+    kind = BACKENDS[backend_type]
+    gpus = ", ".join(sorted(kind.accelerators - {"cpu"})) or "none"
+    return (
+        f"backend type {backend_type} has no image for {vendor} GPUs (its GPUs: {gpus}); drop "
+        "resources.gpu, or name an image of your own in backend.image"
+    )
 
-    CHAT = "chat"
-    COMPLETION = "completion"
-    EMBEDDING = "embedding"
-    RERANK = "rerank"
+
+def tasks_not_served_message(backend_type: BackendType, tasks: list[Task]) -> str:
+    served = ", ".join(sorted(BACKENDS[backend_type].tasks))
+    return (
+        f"backend type {backend_type} does not serve {', '.join(tasks)}: it serves {served} "
+        "(set backend.type to an engine that does)"
+    )
 
 
 class ModelSource(SpecModel):
@@ -134,6 +147,11 @@ class EngineOptions(SpecModel):
 
 
 class BackendSpec(SpecModel):
+    type: BackendType = Field(
+        default=BackendType.LLAMA_CPP,
+        description="The engine: llama-cpp (GGUF text models: chat, completion, embedding), faster-whisper "
+        "(speech to text: transcription) or piper (text to speech: speech).",
+    )
     image: str | None = Field(
         default=None,
         min_length=1,
@@ -261,9 +279,10 @@ class LocalModelSpec(SpecModel):
         default_factory=list, description="Other names that reach this model."
     )
     tasks: list[Task] = Field(
-        default_factory=lambda: [Task.CHAT, Task.COMPLETION],
+        default_factory=list,
         min_length=1,
-        description="What the model serves: chat, completion, embedding, rerank.",
+        description="What the model serves: chat, completion, embedding, rerank (llama-cpp; default chat "
+        "and completion), transcription (faster-whisper, its default), speech (piper, its default).",
     )
     backend: BackendSpec = Field(
         default_factory=BackendSpec, description="Which backend runs the model, and how."
@@ -294,6 +313,20 @@ class LocalModelSpec(SpecModel):
     tolerations: list[Toleration] = Field(default_factory=list, description="Taints replicas tolerate.")
     env: list[EnvVar] = Field(default_factory=list, description="Environment variables for the backend.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_tasks(cls, data: object) -> object:
+        # What a model serves by default is its engine's (a Whisper model does not chat).
+        if isinstance(data, dict) and "tasks" not in data:
+            backend = data.get("backend") or {}
+            backend_type = backend.type if isinstance(backend, BackendSpec) else backend.get("type")
+            try:
+                kind = BACKENDS[BackendType(backend_type or BackendType.LLAMA_CPP)]
+            except ValueError:
+                return data  # an unknown type: the field's own error says which are known
+            data = {**data, "tasks": list(kind.default_tasks)}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> LocalModelSpec:
         if self.model is None and self.backend.address is None:
@@ -307,7 +340,32 @@ class LocalModelSpec(SpecModel):
             raise ValueError(f"replicas {self.replicas} is below minReplicas {self.min_replicas}")
         if Task.RERANK in self.tasks and not (self.backend.address or self.backend.image):
             raise ValueError(RERANK_NEEDS_A_BACKEND)
+        if self.backend.address is None:
+            self._engine_can_serve()
         return self
+
+    def _engine_can_serve(self) -> None:
+        """The engine of `backend.type` serves these tasks, this model's shape, and these GPUs."""
+        kind = BACKENDS[self.backend.type]
+        if unserved := unservable_tasks(self.backend.type, self.tasks):
+            raise ValueError(tasks_not_served_message(self.backend.type, unserved))
+        if self.model is not None:
+            directory = names_directory(self.model.url)
+            if directory and kind.model_source == "file":
+                raise ValueError(
+                    f"backend type {kind.type} serves one model file: model.url {self.model.url} names a "
+                    "directory (a URL ending in /, or hf://ORG/REPO without a file)"
+                )
+            if not directory and kind.model_source == "directory":
+                raise ValueError(
+                    f"backend type {kind.type} loads a model directory: end model.url with / "
+                    "(file:///models/name/, pvc://claim/name/) or name only the repository (hf://ORG/REPO)"
+                )
+            if directory and self.model.sha256 is not None:
+                raise ValueError("model.sha256 checks one file: a directory source takes none")
+        gpu = self.resources.gpu
+        if gpu is not None and self.backend.image is None and gpu.vendor not in kind.accelerators:
+            raise ValueError(gpu_not_served_message(self.backend.type, gpu.vendor))
 
     @property
     def initial_replicas(self) -> int:

@@ -148,7 +148,7 @@ class PredictOptions(_message.Message):
     def __init__(self, prompt: _Optional[str] = ..., seed: _Optional[int] = ..., threads: _Optional[int] = ..., tokens: _Optional[int] = ..., top_k: _Optional[int] = ..., repeat_last_n: _Optional[int] = ..., batch: _Optional[int] = ..., n_keep: _Optional[int] = ..., temperature: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., stop_prompts: _Optional[_Iterable[str]] = ..., ignore_eos: _Optional[bool] = ..., typical_p: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., mirostat: _Optional[int] = ..., mirostat_eta: _Optional[float] = ..., mirostat_tau: _Optional[float] = ..., logit_bias: _Optional[str] = ..., grammar: _Optional[str] = ..., top_p: _Optional[float] = ..., embedding_tokens: _Optional[_Iterable[int]] = ..., embeddings: _Optional[str] = ..., use_tokenizer_template: _Optional[bool] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., correlation_id: _Optional[str] = ..., tools: _Optional[str] = ..., tool_choice: _Optional[str] = ..., logprobs: _Optional[int] = ..., top_logprobs: _Optional[int] = ..., prompt_logprobs: _Optional[bool] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("message", "tokens", "prompt_tokens", "timing_prompt_processing", "timing_token_generation", "logprobs", "finish_reason", "prompt_logprobs")
+    __slots__ = ("message", "tokens", "prompt_tokens", "timing_prompt_processing", "timing_token_generation", "logprobs", "finish_reason", "prompt_logprobs", "audio", "sample_rate")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +157,8 @@ class Reply(_message.Message):
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     PROMPT_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     message: bytes
     tokens: int
     prompt_tokens: int
@@ -165,7 +167,9 @@ class Reply(_message.Message):
     logprobs: bytes
     finish_reason: str
     prompt_logprobs: bytes
-    def __init__(self, message: _Optional[bytes] = ..., tokens: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., timing_prompt_processing: _Optional[float] = ..., timing_token_generation: _Optional[float] = ..., logprobs: _Optional[bytes] = ..., finish_reason: _Optional[str] = ..., prompt_logprobs: _Optional[bytes] = ...) -> None: ...
+    audio: bytes
+    sample_rate: int
+    def __init__(self, message: _Optional[bytes] = ..., tokens: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., timing_prompt_processing: _Optional[float] = ..., timing_token_generation: _Optional[float] = ..., logprobs: _Optional[bytes] = ..., finish_reason: _Optional[str] = ..., prompt_logprobs: _Optional[bytes] = ..., audio: _Optional[bytes] = ..., sample_rate: _Optional[int] = ...) -> None: ...
 
 class EmbeddingResult(_message.Message):
     __slots__ = ("embeddings",)
@@ -281,3 +285,91 @@ class MetricsResponse(_message.Message):
     tokens_generated: int
     prompt_tokens_processed: int
     def __init__(self, slot_id: _Optional[int] = ..., prompt_json_for_slot: _Optional[str] = ..., tokens_per_second: _Optional[float] = ..., tokens_generated: _Optional[int] = ..., prompt_tokens_processed: _Optional[int] = ...) -> None: ...
+
+class TranscriptRequest(_message.Message):
+    __slots__ = ("dst", "language", "threads", "translate", "diarize", "prompt", "audio", "temperature", "word_timestamps")
+    DST_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    TRANSLATE_FIELD_NUMBER: _ClassVar[int]
+    DIARIZE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    WORD_TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    dst: str
+    language: str
+    threads: int
+    translate: bool
+    diarize: bool
+    prompt: str
+    audio: bytes
+    temperature: float
+    word_timestamps: bool
+    def __init__(self, dst: _Optional[str] = ..., language: _Optional[str] = ..., threads: _Optional[int] = ..., translate: _Optional[bool] = ..., diarize: _Optional[bool] = ..., prompt: _Optional[str] = ..., audio: _Optional[bytes] = ..., temperature: _Optional[float] = ..., word_timestamps: _Optional[bool] = ...) -> None: ...
+
+class TranscriptResult(_message.Message):
+    __slots__ = ("segments", "text", "language", "duration")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[TranscriptSegment]
+    text: str
+    language: str
+    duration: float
+    def __init__(self, segments: _Optional[_Iterable[_Union[TranscriptSegment, _Mapping]]] = ..., text: _Optional[str] = ..., language: _Optional[str] = ..., duration: _Optional[float] = ...) -> None: ...
+
+class TranscriptSegment(_message.Message):
+    __slots__ = ("id", "start", "end", "text", "tokens", "seek", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob", "words")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SEEK_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    AVG_LOGPROB_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    NO_SPEECH_PROB_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    start: int
+    end: int
+    text: str
+    tokens: _containers.RepeatedScalarFieldContainer[int]
+    seek: int
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: _containers.RepeatedCompositeFieldContainer[TranscriptWord]
+    def __init__(self, id: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., text: _Optional[str] = ..., tokens: _Optional[_Iterable[int]] = ..., seek: _Optional[int] = ..., temperature: _Optional[float] = ..., avg_logprob: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., words: _Optional[_Iterable[_Union[TranscriptWord, _Mapping]]] = ...) -> None: ...
+
+class TranscriptWord(_message.Message):
+    __slots__ = ("word", "start", "end", "probability")
+    WORD_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    word: str
+    start: int
+    end: int
+    probability: float
+    def __init__(self, word: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., probability: _Optional[float] = ...) -> None: ...
+
+class TTSRequest(_message.Message):
+    __slots__ = ("text", "model", "dst", "voice", "language", "speed")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    VOICE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    SPEED_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    model: str
+    dst: str
+    voice: str
+    language: str
+    speed: float
+    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., dst: _Optional[str] = ..., voice: _Optional[str] = ..., language: _Optional[str] = ..., speed: _Optional[float] = ...) -> None: ...

@@ -84,6 +84,26 @@ class BackendStub:
                 request_serializer=localmodel_dot_wire_dot_backend__pb2.MetricsRequest.SerializeToString,
                 response_deserializer=localmodel_dot_wire_dot_backend__pb2.MetricsResponse.FromString,
                 _registered_method=True)
+        self.AudioTranscription = channel.unary_unary(
+                '/backend.Backend/AudioTranscription',
+                request_serializer=localmodel_dot_wire_dot_backend__pb2.TranscriptRequest.SerializeToString,
+                response_deserializer=localmodel_dot_wire_dot_backend__pb2.TranscriptResult.FromString,
+                _registered_method=True)
+        self.AudioTranscriptionStream = channel.unary_stream(
+                '/backend.Backend/AudioTranscriptionStream',
+                request_serializer=localmodel_dot_wire_dot_backend__pb2.TranscriptRequest.SerializeToString,
+                response_deserializer=localmodel_dot_wire_dot_backend__pb2.TranscriptResult.FromString,
+                _registered_method=True)
+        self.TTS = channel.unary_unary(
+                '/backend.Backend/TTS',
+                request_serializer=localmodel_dot_wire_dot_backend__pb2.TTSRequest.SerializeToString,
+                response_deserializer=localmodel_dot_wire_dot_backend__pb2.Result.FromString,
+                _registered_method=True)
+        self.TTSStream = channel.unary_stream(
+                '/backend.Backend/TTSStream',
+                request_serializer=localmodel_dot_wire_dot_backend__pb2.TTSRequest.SerializeToString,
+                response_deserializer=localmodel_dot_wire_dot_backend__pb2.Reply.FromString,
+                _registered_method=True)
 
 
 class BackendServicer:
@@ -153,6 +173,36 @@ class BackendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AudioTranscription(self, request, context):
+        """Speech to text of the audio in TranscriptRequest (its bytes, or a file the backend can read).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AudioTranscriptionStream(self, request, context):
+        """localmodel's addition: the same, one TranscriptResult per decoded segment as it is decoded; the last
+        carries no segment and the whole text, language and duration.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TTS(self, request, context):
+        """Text to speech, written as a WAV file to TTSRequest.dst (LocalAI's way: both sides share a disk).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TTSStream(self, request, context):
+        """localmodel's addition: the speech as it is synthesised, 16-bit little-endian mono PCM chunks in
+        Reply.audio, each Reply saying the sample rate (a router and its backend share no disk).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +255,26 @@ def add_BackendServicer_to_server(servicer, server):
                     servicer.GetMetrics,
                     request_deserializer=localmodel_dot_wire_dot_backend__pb2.MetricsRequest.FromString,
                     response_serializer=localmodel_dot_wire_dot_backend__pb2.MetricsResponse.SerializeToString,
+            ),
+            'AudioTranscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.AudioTranscription,
+                    request_deserializer=localmodel_dot_wire_dot_backend__pb2.TranscriptRequest.FromString,
+                    response_serializer=localmodel_dot_wire_dot_backend__pb2.TranscriptResult.SerializeToString,
+            ),
+            'AudioTranscriptionStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.AudioTranscriptionStream,
+                    request_deserializer=localmodel_dot_wire_dot_backend__pb2.TranscriptRequest.FromString,
+                    response_serializer=localmodel_dot_wire_dot_backend__pb2.TranscriptResult.SerializeToString,
+            ),
+            'TTS': grpc.unary_unary_rpc_method_handler(
+                    servicer.TTS,
+                    request_deserializer=localmodel_dot_wire_dot_backend__pb2.TTSRequest.FromString,
+                    response_serializer=localmodel_dot_wire_dot_backend__pb2.Result.SerializeToString,
+            ),
+            'TTSStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.TTSStream,
+                    request_deserializer=localmodel_dot_wire_dot_backend__pb2.TTSRequest.FromString,
+                    response_serializer=localmodel_dot_wire_dot_backend__pb2.Reply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -477,6 +547,114 @@ class Backend:
             '/backend.Backend/GetMetrics',
             localmodel_dot_wire_dot_backend__pb2.MetricsRequest.SerializeToString,
             localmodel_dot_wire_dot_backend__pb2.MetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AudioTranscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backend.Backend/AudioTranscription',
+            localmodel_dot_wire_dot_backend__pb2.TranscriptRequest.SerializeToString,
+            localmodel_dot_wire_dot_backend__pb2.TranscriptResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AudioTranscriptionStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/backend.Backend/AudioTranscriptionStream',
+            localmodel_dot_wire_dot_backend__pb2.TranscriptRequest.SerializeToString,
+            localmodel_dot_wire_dot_backend__pb2.TranscriptResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TTS(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backend.Backend/TTS',
+            localmodel_dot_wire_dot_backend__pb2.TTSRequest.SerializeToString,
+            localmodel_dot_wire_dot_backend__pb2.Result.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TTSStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/backend.Backend/TTSStream',
+            localmodel_dot_wire_dot_backend__pb2.TTSRequest.SerializeToString,
+            localmodel_dot_wire_dot_backend__pb2.Reply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,6 +29,11 @@ from localmodel.sources import (
         ("hf://org/repo/dir/m.gguf", HuggingFaceSource("org/repo", "dir/m.gguf"), "m.gguf"),
         ("hf://org/repo@v1.0/m.gguf", HuggingFaceSource("org/repo", "m.gguf", "v1.0"), "m.gguf"),
         ("pvc://models/llama/m.gguf", PvcSource("models", "llama/m.gguf"), "m.gguf"),
+        # Directories: an engine whose model is several files (Whisper, Piper).
+        ("file:///models/whisper/", FileSource(Path("/models/whisper"), is_directory=True), "whisper"),
+        ("pvc://models/voices/joe/", PvcSource("models", "voices/joe", is_directory=True), "joe"),
+        ("hf://org/repo", HuggingFaceSource("org/repo", ""), "repo"),
+        ("hf://org/repo@v2/", HuggingFaceSource("org/repo", "", "v2"), "repo"),
     ],
 )
 def test_parse(url: str, expected: object, filename: str) -> None:
@@ -41,10 +46,11 @@ def test_parse(url: str, expected: object, filename: str) -> None:
     ("url", "message"),
     [
         ("s3://bucket/m.gguf", "unsupported scheme 's3'"),
-        ("hf://org/m.gguf", "expected hf://ORG/REPO/path/to/file.gguf"),
+        ("hf://org", "expected hf://ORG/REPO/path/to/file.gguf"),
         ("hf://org/repo@/m.gguf", "empty repository or revision"),
         ("file://server/m.gguf", "file URLs name no host"),
         ("https://host/", "expected https://host/path/to/file.gguf"),
+        ("https://host/models/", "a directory of files needs an hf://, pvc:// or file: URL ending in /"),
         ("pvc://claim", "expected pvc://CLAIM/path/to/file.gguf"),
         ("pvc://claim/../../etc/m.gguf", "'..' is not allowed in a pvc:// path"),
         ("pvc://claim/a/../../m.gguf", "'..' is not allowed in a pvc:// path"),
@@ -74,3 +80,22 @@ def test_each_type_says_whether_it_is_downloaded(url: str, downloads: bool) -> N
     source = parse_source(url)
     assert source.downloads is downloads and type(source).downloads is downloads
     assert "downloads" not in {field.name for field in fields(source)}  # a fact of the type, not of a URL
+
+
+@pytest.mark.parametrize(
+    ("url", "directory"),
+    [
+        ("file:///m/x.gguf", False),
+        ("file:///m/x/", True),
+        ("pvc://c/x/", True),
+        ("hf://org/repo", True),
+        ("hf://org/repo@v1", True),
+        ("hf://org/repo/x.onnx", False),
+        ("https://host/x.gguf", False),
+    ],
+)
+def test_a_directory_url_is_told_without_parsing(url: str, directory: bool) -> None:
+    from localmodel.sources import names_directory
+
+    assert names_directory(url) is directory
+    assert parse_source(url).is_directory is directory  # the parsed source agrees

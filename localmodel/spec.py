@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from localmodel.backend_types import BACKENDS, BackendType, Task, unservable_tasks
 from localmodel.sources import names_directory
@@ -144,6 +144,11 @@ class EngineOptions(SpecModel):
         if isinstance(value, int) and not isinstance(value, bool) and value >= -1:
             return value
         raise ValueError(f"expected a layer count (0 or more, -1 for all) or `auto`, not {value!r}")
+
+
+# Engine options only llama.cpp has (camelCase, as manifests and the CRD's rules name them); the other
+# engines take threads, parallel, options and args.
+LLAMA_CPP_ONLY_OPTIONS = ("contextSize", "gpuLayers", "batchSize", "flashAttention", "repack")
 
 
 class BackendSpec(SpecModel):
@@ -347,6 +352,14 @@ class LocalModelSpec(SpecModel):
     def _engine_can_serve(self) -> None:
         """The engine of `backend.type` serves these tasks, this model's shape, and these GPUs."""
         kind = BACKENDS[self.backend.type]
+        if kind.type is not BackendType.LLAMA_CPP:
+            engine = self.backend.engine
+            given = [name for name in LLAMA_CPP_ONLY_OPTIONS if getattr(engine, to_snake(name)) is not None]
+            if given:
+                raise ValueError(
+                    f"backend.engine.{given[0]} is a llama-cpp option: backend type {kind.type} takes "
+                    "threads, parallel, options and args"
+                )
         if unserved := unservable_tasks(self.backend.type, self.tasks):
             raise ValueError(tasks_not_served_message(self.backend.type, unserved))
         if self.model is not None:

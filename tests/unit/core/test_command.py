@@ -103,3 +103,45 @@ def test_local_mode_decides_auto_gpu_layers_before_the_command_is_built() -> Non
     assert args[args.index("--gpu-layers") + 1] == "0"
     plain = spec(backend={"engine": {"gpuLayers": 5}})
     assert without_auto_layers(plain) is plain
+
+
+@pytest.mark.parametrize(
+    ("backend_type", "entry_point"),
+    [
+        ("faster-whisper", ["python", "-m", "localmodel_whisper"]),
+        ("piper", ["python", "-m", "localmodel_piper"]),
+    ],
+)
+def test_each_engine_gets_its_entry_point_and_the_shared_flags(
+    backend_type: str, entry_point: list[str]
+) -> None:
+    model = LocalModelSpec.model_validate(
+        {
+            "model": {"url": "hf://o/r"},
+            "backend": {"type": backend_type, "engine": {"threads": 2, "parallel": 2, "options": ["k:v"]}},
+        }
+    )
+    command = backend_command(model, "/models/m", "0.0.0.0:50051", grace_period=10, metrics_port=9090)
+    assert command.argv[: len(entry_point)] == entry_point
+    args = command.argv[len(entry_point) :]
+    assert args[:4] == ["--addr", "0.0.0.0:50051", "--model", "/models/m"]
+    for flag, value in (
+        ("--grace-period", "10"),
+        ("--threads", "2"),
+        ("--parallel", "2"),
+        ("--metrics-port", "9090"),
+    ):
+        assert args[args.index(flag) + 1] == value
+    assert "--context-size" not in args and "--gpu-layers" not in args and "--embeddings" not in args
+
+
+def test_whisper_runs_on_the_gpu_only_when_one_is_asked_for() -> None:
+    def device(**fields: Any) -> str:
+        model = LocalModelSpec.model_validate(
+            {"model": {"url": "hf://o/r"}, "backend": {"type": "faster-whisper"}, **fields}
+        )
+        args = backend_command(model, "/m", "a:1").args
+        return args[args.index("--device") + 1]
+
+    assert device() == "cpu"
+    assert device(resources={"gpu": {"count": 1}}) == "cuda"

@@ -4,7 +4,8 @@ Cache layout under the root (`$LOCALMODEL_CACHE`, else `~/.cache/localmodel`):
 
     blobs/sha256/<hex>            the files, named by content: two URLs for the same bytes share one
     sources/<key>/<file name>     a link to the blob, one per source URL: a path known before the download
-                                  (the operator points the backend at it while an init container fetches)
+                                  (the operator points the backend at it while an init container fetches);
+                                  for a directory source (an hf:// repository), a link to its snapshot
     partial/<key>.part            an interrupted download, resumed by the next fetch
     huggingface/                  huggingface_hub's own cache (itself content-addressed) for hf:// sources
 
@@ -86,7 +87,7 @@ def fetch(
     if sha256 is not None and cache.blob_path(sha256).is_file():
         _link(target, cache.blob_path(sha256))  # the same bytes came from another URL already
         return target
-    if sha256 is None and target.is_file():
+    if sha256 is None and (target.is_dir() if source.is_directory else target.is_file()):
         return target  # verified when it was first fetched; without a checksum there is nothing more to check
     _link(target, download())
     return target
@@ -105,8 +106,15 @@ def sha256_of(path: Path, description: str | None = None) -> str:
 
 
 def _local_file(source: FileSource, sha256: str | None, cache: ModelCache) -> Path:
+    if source.is_directory:
+        if not source.path.is_dir():
+            raise FetchError(f"{source.url}: no such directory")
+        return source.path  # a directory has no one checksum (the spec refuses sha256 for it)
     if not source.path.is_file():
-        raise FetchError(f"{source.url}: no such file")
+        raise FetchError(
+            f"{source.url}: no such file"
+            + (" (a directory? end the URL with /)" if source.path.is_dir() else "")
+        )
     if sha256 is None:
         return source.path
     # Hashing a large model takes seconds; a file unchanged since it was last verified is not hashed again.
@@ -200,16 +208,22 @@ def _from_hugging_face(
     source: HuggingFaceSource, cache: ModelCache, sha256: str | None, endpoint: str | None
 ) -> Path:
     # Imported here: huggingface_hub takes a while to import and only hf:// sources need it.
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, snapshot_download
 
+    hub_cache, hub = cache.root / "huggingface", endpoint or os.environ.get("HF_ENDPOINT")
     try:
+        if source.is_directory:  # the whole repository: its snapshot directory, files linked to blobs
+            snapshot = snapshot_download(
+                source.repo_id, revision=source.revision, cache_dir=hub_cache, endpoint=hub
+            )
+            return Path(snapshot).resolve()
         path = Path(
             hf_hub_download(
-                repo_id=source.repo_id,
-                filename=source.path_in_repo,
+                source.repo_id,
+                source.path_in_repo,
                 revision=source.revision,
-                cache_dir=cache.root / "huggingface",
-                endpoint=endpoint or os.environ.get("HF_ENDPOINT"),
+                cache_dir=hub_cache,
+                endpoint=hub,
             )
         )
     except Exception as error:  # huggingface_hub raises its own errors, OSError and raw HTTP errors

@@ -7,7 +7,10 @@ Plain files (`add_file`) are served as a static host or CDN serves them: HEAD an
 that URL, reads X-Repo-Commit, X-Linked-Etag (or ETag) and X-Linked-Size from it, then GETs the same URL.
 After a cut it retries the GET within the same call (up to 5 times, 1 s apart) from what it has written, which
 is a multiple of its 10 MiB read size: a cut in the first 10 MiB restarts from 0, with no Range header.
-No X-Xet-* headers are sent, so it never takes the xet path.
+No X-Xet-* headers are sent, so it never takes the xet path. For a whole repository (`snapshot_download`),
+it answers the two API calls huggingface_hub makes first: `/api/models/{repo_id}/revision/{revision}`
+(the commit) and `/api/models/{repo_id}/tree/{commit}` (every file, with its LFS sha256), then the files
+as above.
 
     with FileServer() as server:
         url = server.add_file("/models/a.gguf", data)
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import re
 import socket
@@ -104,11 +108,49 @@ class FileServer:
             cut, self._cut_after = self._cut_after, None
             return cut
 
+    def _hub_api(self, path: str) -> _File | None:
+        """The Hub API's JSON for a repository's revision or its file tree, as huggingface_hub reads them."""
+        repo_id, what, revision = "", "", ""
+        for kind in ("revision", "tree"):
+            head, found, tail = path.removeprefix("/api/models/").partition(f"/{kind}/")
+            if found:
+                repo_id, what, revision = unquote(head), kind, unquote(tail).strip("/")
+                break
+        if not what or revision not in self._revisions.get(repo_id, set()):
+            return None
+        files = {
+            name: file for (repo, rev, name), file in self._hub.items() if repo == repo_id and rev == revision
+        }
+        if what == "revision":
+            body: object = {
+                "id": repo_id,
+                "sha": hub_commit(repo_id, revision),
+                "siblings": [{"rfilename": name} for name in files],
+            }
+        else:
+            body = [
+                {
+                    "type": "file",
+                    "path": name,
+                    "size": len(file.data),
+                    "oid": hashlib.sha1(file.data).hexdigest(),
+                    "lfs": {
+                        "oid": hashlib.sha256(file.data).hexdigest(),
+                        "size": len(file.data),
+                        "pointerSize": 134,
+                    },
+                }
+                for name, file in files.items()
+            ]
+        return _File(json.dumps(body).encode(), {"Content-Type": "application/json"})
+
     def _find(self, raw_path: str) -> tuple[_File | None, dict[str, str]]:
         """The file at a request path, or None and the headers of the Hub's 404 for it."""
         path = urlsplit(raw_path).path
         if unquote(path) in self._files:
             return self._files[unquote(path)], {}
+        if path.startswith("/api/models/"):
+            return self._hub_api(path), {"X-Error-Code": "RevisionNotFound"}
         repo_id, resolve, rest = path.lstrip("/").partition("/resolve/")
         revision, _, filename = rest.partition("/")
         # Split, then unquote: the client quotes the revision whole, so "refs/pr/1" arrives as refs%2Fpr%2F1.

@@ -85,6 +85,30 @@ def test_hugging_face_hub_through_huggingface_hub(server: FileServer, cache: Mod
     ]
 
 
+def test_a_whole_hugging_face_repository_is_one_directory_source(
+    server: FileServer, cache: ModelCache
+) -> None:
+    """What an engine whose model is several files (Whisper's) fetches: hf://ORG/REPO, every file."""
+    files = {"model.bin": DATA, "config.json": b'{"a": 1}', "vocabulary.txt": b"a\nb\n"}
+    for name, data in files.items():
+        server.add_hub_file("org/whisper", name, data, revision="v2")
+    source = parse_source("hf://org/whisper@v2")
+    path = fetch(source, cache, hf_endpoint=server.url)
+    assert path == cache.source_path(source) and path.is_dir()
+    assert {file.name: file.read_bytes() for file in path.iterdir()} == files
+    fetched = len(server.requests)
+    assert fetch(source, cache, hf_endpoint=server.url) == path and len(server.requests) == fetched  # cached
+
+
+def test_a_local_directory_is_used_where_it_is(tmp_path: Path, cache: ModelCache) -> None:
+    (tmp_path / "voice").mkdir()
+    assert fetch(parse_source(f"{tmp_path.as_uri()}/voice/"), cache) == tmp_path / "voice"
+    with pytest.raises(FetchError, match="no such directory"):
+        fetch(parse_source(f"{tmp_path.as_uri()}/absent/"), cache)
+    with pytest.raises(FetchError, match="a directory\\? end the URL with /"):
+        fetch(parse_source(f"{tmp_path.as_uri()}/voice"), cache)
+
+
 def test_hugging_face_wrong_checksum_and_missing_file(server: FileServer, cache: ModelCache) -> None:
     server.add_hub_file("org/model", "m.gguf", DATA)
     with pytest.raises(ChecksumMismatchError, match="the download was deleted"):

@@ -27,19 +27,8 @@ def serving_banner(url: str, models: list[LocalModel], settings: RouterSettings)
     example = _example_model(models)
     key = "$LOCALMODEL_API_KEY" if settings.api_keys else "unused"
     auth = f' -H "Authorization: Bearer {key}"' if settings.api_keys else ""
-    name = example.served_name
-    if Task.CHAT in example.spec.tasks:
-        path, body = "chat/completions", {"model": name, "messages": [{"role": "user", "content": "Hello!"}]}
-        call = f'client.chat.completions.create(model="{name}", messages={body["messages"]})'
-        show = ".choices[0].message.content"
-    else:
-        path, body = "embeddings", {"model": name, "input": "Hello!"}
-        call = f'client.embeddings.create(model="{name}", input="Hello!")'
-        show = ".data[0].embedding[:4]"
-    curl = f"curl {url}/{path}{auth} \\\n  -H 'Content-Type: application/json' -d '{json.dumps(body)}'"
-    python = (
-        f'from openai import OpenAI\nclient = OpenAI(base_url="{url}", api_key="{key}")\nprint({call}{show})'
-    )
+    curl, call = _example_requests(example, url, auth)
+    python = f'from openai import OpenAI\nclient = OpenAI(base_url="{url}", api_key="{key}")\n{call}'
     # Plain lines, no box around them: the snippets must survive copy and paste.
     return Group(
         *lines,
@@ -48,6 +37,33 @@ def serving_banner(url: str, models: list[LocalModel], settings: RouterSettings)
         Text(""),
         Text(python),
     )
+
+
+def _example_requests(model: LocalModel, url: str, auth: str) -> tuple[str, str]:
+    """A curl command line and a Python call of the OpenAI client for the model's first task."""
+    name, tasks = model.served_name, model.spec.tasks
+    body: dict[str, object]
+    if Task.SPEECH in tasks:
+        body = {"model": name, "input": "Hello!", "voice": "alloy", "response_format": "wav"}
+        curl = (
+            f"curl {url}/audio/speech{auth} \\\n  -H 'Content-Type: application/json' -d '{json.dumps(body)}'"
+        )
+        call = f'client.audio.speech.create(model="{name}", voice="alloy", input="Hello!", response_format="wav")'  # noqa: E501
+        return f"{curl} --output hello.wav", f'{call}.write_to_file("hello.wav")'
+    if Task.TRANSCRIPTION in tasks:
+        curl = f"curl {url}/audio/transcriptions{auth} \\\n  -F file=@hello.wav -F model={name}"
+        call = f'client.audio.transcriptions.create(model="{name}", file=open("hello.wav", "rb"))'
+        return curl, f"print({call}.text)"
+    if Task.CHAT in tasks:
+        path, body = "chat/completions", {"model": name, "messages": [{"role": "user", "content": "Hello!"}]}
+        call = f'client.chat.completions.create(model="{name}", messages={body["messages"]})'
+        show = ".choices[0].message.content"
+    else:
+        path, body = "embeddings", {"model": name, "input": "Hello!"}
+        call = f'client.embeddings.create(model="{name}", input="Hello!")'
+        show = ".data[0].embedding[:4]"
+    curl = f"curl {url}/{path}{auth} \\\n  -H 'Content-Type: application/json' -d '{json.dumps(body)}'"
+    return curl, f"print({call}{show})"
 
 
 def _example_model(models: list[LocalModel]) -> LocalModel:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from localmodel.backend_types import BackendType
 from localmodel.fit import FitError, plan_fit
 from localmodel.fit_inputs import plan_input
 from localmodel.fit_report import NamedPlan, available_memory_bytes, describe, gib
@@ -28,6 +29,13 @@ def preflight(models: list[LocalServedModel], threads: int) -> None:
     ram = available_memory_bytes()
     plans = []
     for served in models:
+        if served.path is not None and served.model.spec.backend.type is not BackendType.LLAMA_CPP:
+            log.info(
+                "%s: not planned (the fit plan reads GGUF files; a %s model is not one)",
+                served.model.served_name,
+                served.model.spec.backend.type,
+            )
+            continue
         try:
             planned = plan_models([served], threads, ram)
         except (FitError, HeaderError) as error:

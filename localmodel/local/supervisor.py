@@ -124,7 +124,7 @@ class BackendSupervisor:
         self._process = process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "localmodel_llamacpp",
+            command.kind.module,
             *command.args,
             env={**os.environ, **_LOG_FORMAT, **command.env, "PYTHONUNBUFFERED": "1"},
             # Own process group: a terminal's Ctrl-C reaches local mode, which drains before stopping

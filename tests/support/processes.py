@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from localmodel.backend_types import BACKENDS
+
 
 def children(pid: int) -> list[int]:
     found: list[int] = []
@@ -33,6 +35,5 @@ def is_running(pid: int) -> bool:
 
 def backends_of(pid: int) -> dict[int, list[str]]:
     """Backend processes started by local mode process `pid`: pid → command line."""
-    return {
-        child: command_line(child) for child in children(pid) if "localmodel_llamacpp" in command_line(child)
-    }
+    modules = {kind.module for kind in BACKENDS.values()}
+    return {child: line for child in children(pid) if modules & set(line := command_line(child))}

@@ -29,9 +29,14 @@ class BackendProcess:
     """`localmodel backend` as a child process; a context manager that stops it on exit."""
 
     def __init__(
-        self, args: Sequence[str] = (), host: str = "127.0.0.1", log_file: IO[bytes] | None = None
+        self,
+        args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        log_file: IO[bytes] | None = None,
+        module: str = "localmodel_llamacpp",  # the engine package run as `python -m`
     ) -> None:
         self.host = host
+        self.module = module
         self.port = free_port(host)
         self.address = f"{host}:{self.port}"
         self._args = list(args)
@@ -39,7 +44,7 @@ class BackendProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> BackendProcess:
-        command = [sys.executable, "-m", "localmodel_llamacpp", "--addr", self.address, *self._args]
+        command = [sys.executable, "-m", self.module, "--addr", self.address, *self._args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(command, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
         return self

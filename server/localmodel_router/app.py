@@ -27,6 +27,7 @@ from localmodel_router.load import ModelLoad
 from localmodel_router.middleware import BodyLimit, RequestMetrics
 from localmodel_router.openapi import use_served_openapi
 from localmodel_router.routes import (
+    audio,
     chat,
     completions,
     embeddings,
@@ -38,6 +39,7 @@ from localmodel_router.routes import (
     scaling,
     tokenization,
 )
+from localmodel_router.serving.audio import AudioService
 from localmodel_router.serving.chat import ChatService
 from localmodel_router.serving.completions import CompletionService
 from localmodel_router.serving.embeddings import EmbeddingService
@@ -114,6 +116,7 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
         rerank=RerankService(discovery, dispatcher),
         responses=ResponsesService(discovery, dispatcher),
         tokenization=TokenizationService(discovery, dispatcher),
+        audio=AudioService(discovery, dispatcher, settings.max_audio_bytes),
     )
     # Without keys there is nothing to check: no dependency at all, rather than one that returns at once.
     dependencies = [Depends(require_api_key)] if api_keys.enabled else []
@@ -125,6 +128,7 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
         rerank.router,
         responses_api.router,
         tokenization.router,
+        audio.router,
     ):
         app.include_router(api, dependencies=dependencies)
     # Anthropic's Messages API: its clients send the key as `x-api-key`, and its errors have their shape.
@@ -139,7 +143,9 @@ def create_app(settings: RouterSettings, discovery: Discovery, load: ModelLoad |
         return route.name if route is not None else metrics.UNKNOWN_MODEL
 
     # Outermost last: metrics see every request, including the ones the body limit refuses.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_request_bytes, path_limits=audio.body_limits(settings)
+    )
     app.add_middleware(RequestMetrics, served_name=served_name)
     return app
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from localmodel_router.auth import ApiKeys
 from localmodel_router.discovery import Discovery
 from localmodel_router.load import ModelLoad
+from localmodel_router.serving.audio import AudioService
 from localmodel_router.serving.chat import ChatService
 from localmodel_router.serving.completions import CompletionService
 from localmodel_router.serving.embeddings import EmbeddingService
@@ -33,6 +34,7 @@ class Services:
     rerank: RerankService
     responses: ResponsesService
     tokenization: TokenizationService
+    audio: AudioService
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread pool, which

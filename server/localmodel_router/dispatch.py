@@ -29,6 +29,8 @@ from localmodel_router.load import ModelLoad
 
 T = TypeVar("T")
 Call = Callable[[backend_pb2_grpc.BackendStub, float], Awaitable[T]]
+# A server-streaming call started on a stub with a timeout: a grpc.aio.UnaryStreamCall (untyped in grpc).
+StreamCall = Callable[[backend_pb2_grpc.BackendStub, float], Any]
 
 
 class Dispatcher:
@@ -74,17 +76,31 @@ class Dispatcher:
     ) -> AsyncIterator[backend_pb2.Reply]:
         """An open PredictStream whose first reply has arrived: errors until then are raised here, as HTTP
         errors before any byte is sent. Leaving the loop early cancels the backend call."""
-        replies = self._stream(route, request)
+        replies: AsyncIterator[backend_pb2.Reply] = await self.open_stream(
+            route,
+            lambda stub, timeout: stub.PredictStream(request, timeout=timeout),
+            self._key(route, request),
+            generation=True,
+        )
+        return replies
+
+    async def open_stream(
+        self, route: ModelRoute, call: StreamCall, key: str | None = None, *, generation: bool = False
+    ) -> AsyncIterator[Any]:
+        """Any server-streaming backend call (`call(stub, timeout)`, e.g. AudioTranscriptionStream,
+        TTSStream), opened as `stream` opens PredictStream: its first reply has arrived. `generation`:
+        the replies are PredictStream's, so time to first token and tokens are counted."""
+        replies = self._stream(route, call, key, generation)
         first = await anext(replies)
         return _starting_with(first, replies)
 
     async def _stream(
-        self, route: ModelRoute, request: backend_pb2.PredictOptions
-    ) -> AsyncGenerator[backend_pb2.Reply, None]:
+        self, route: ModelRoute, start: StreamCall, key: str | None, generation: bool
+    ) -> AsyncGenerator[Any, None]:
 
-        async def open_stream(stub: backend_pb2_grpc.BackendStub) -> tuple[Any, backend_pb2.Reply]:
+        async def open_stream(stub: backend_pb2_grpc.BackendStub) -> tuple[Any, Any]:
             # Wait for the first reply here, so that nothing sent to the client can ever need replaying.
-            call = stub.PredictStream(request, timeout=self._timeout)
+            call = start(stub, self._timeout)
             try:
                 first = await call.read()
             except BaseException:  # also when cancelled: the client left while we waited
@@ -96,17 +112,19 @@ class Dispatcher:
 
         async with self._admitted(route) as route:
             started = time.perf_counter()
-            (call, first), lease = await self._on_reachable_replica(
-                route, open_stream, self._key(route, request)
-            )
+            (call, first), lease = await self._on_reachable_replica(route, open_stream, key)
             try:
-                metrics.TIME_TO_FIRST_TOKEN_SECONDS.labels(route.name).observe(time.perf_counter() - started)
+                if generation:
+                    metrics.TIME_TO_FIRST_TOKEN_SECONDS.labels(route.name).observe(
+                        time.perf_counter() - started
+                    )
                 last = first
                 yield first
                 while (reply := await call.read()) is not grpc.aio.EOF:
                     last = reply
                     yield reply
-                self._count_tokens(route, last)
+                if generation:
+                    self._count_tokens(route, last)
             except grpc.aio.AioRpcError as error:
                 if error.code() == grpc.StatusCode.UNAVAILABLE:  # the backend went mid-stream
                     metrics.LOST_DURING_REQUEST.labels(route.name).inc()
@@ -209,9 +227,7 @@ class Dispatcher:
         metrics.GENERATED_TOKENS.labels(route.name).inc(reply.tokens)
 
 
-async def _starting_with(
-    first: backend_pb2.Reply, rest: AsyncGenerator[backend_pb2.Reply, None]
-) -> AsyncIterator[backend_pb2.Reply]:
+async def _starting_with(first: T, rest: AsyncGenerator[T, None]) -> AsyncIterator[T]:
     try:
         yield first
         async for reply in rest:

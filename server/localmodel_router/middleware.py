@@ -4,7 +4,7 @@ request metrics."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,33 +16,37 @@ class BodyLimit:
     """413 for bodies over the limit: at once when Content-Length says so, else as the bytes arrive.
 
     Starlette's own limiter answers in plain text from inside its middleware; ours raises the router's
-    error, so the client gets OpenAI's error object like for every other error.
+    error, so the client gets OpenAI's error object like for every other error. `path_limits`: other
+    limits for some paths (audio uploads).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.path_limits.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await error_response(self._error())(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await error_response(self._error(limit))(scope, receive, send)
         received = 0
 
         async def counting_receive() -> Message:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise self._error()
+            if received > limit:
+                raise self._error(limit)
             return message
 
         await self.app(scope, counting_receive, send)
 
-    def _error(self) -> RequestTooLargeError:
-        return RequestTooLargeError(f"The request body is larger than {self.max_bytes} bytes.")
+    @staticmethod
+    def _error(limit: int) -> RequestTooLargeError:
+        return RequestTooLargeError(f"The request body is larger than {limit} bytes.")
 
 
 class RequestMetrics:

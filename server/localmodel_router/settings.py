@@ -47,6 +47,14 @@ class RouterSettings(BaseSettings):
     )
     # Limits. Chat histories with long documents are a few MB at most; larger bodies are mistakes or abuse.
     max_request_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="largest request body, bytes")
+    # OpenAI's limit for an uploaded audio file; at most 60 MiB, as the file travels to the backend in one
+    # gRPC message (64 MiB at most).
+    max_audio_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        gt=0,
+        le=60 * 1024 * 1024,
+        description="largest audio file of /v1/audio/transcriptions and /translations, bytes (25 MiB)",
+    )
     request_timeout_seconds: float = Field(
         default=600.0, gt=0, description="deadline for one backend call, streams included"
     )

@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -114,9 +114,15 @@ class WorkQueue:
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         async with self._slot():
-            return await asyncio.to_thread(function, *args)
+            work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # A thread cannot be stopped: the slot stays taken until it has finished its work.
+                await asyncio.gather(work, return_exceptions=True)
+                raise
 
-    async def stream(self, generator: Callable[..., Iterator[T]], *args: Any) -> AsyncIterator[T]:
+    async def stream(self, generator: Callable[..., Iterator[T]], *args: Any) -> AsyncGenerator[T, None]:
         """The items of a blocking generator, produced in a worker thread, as they come. A consumer that
         stops early (a cancelled call) makes the generator stop at its next item."""
         async with self._slot():
@@ -251,9 +257,13 @@ class QueueCollector(Collector):
         yield GaugeMetricFamily("localmodel_backend_slots", "Requests served at once", value=queue.slots)
 
 
-def backend_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The command line every backend takes (backend_command in localmodel/command.py writes it); an
-    engine adds its own options to the `model` group."""
+def backend_parser(
+    prog: str,
+    description: str,
+    engine_options: Callable[[argparse._ArgumentGroup], object] | None = None,
+) -> argparse.ArgumentParser:
+    """The command line every backend takes (backend_command in localmodel/command.py writes it);
+    `engine_options` adds an engine's own flags to the model options."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--addr", default="127.0.0.1:50051", help="host:port to listen on (port 0: any free)")
     parser.add_argument("--model", help="model file or directory to load at start (else wait for LoadModel)")
@@ -263,6 +273,8 @@ def backend_parser(prog: str, description: str) -> argparse.ArgumentParser:
     )
     model.add_argument("--parallel", type=int, default=1, help="requests served at once (default 1)")
     model.add_argument("--option", action="append", default=[], metavar="KEY:VALUE", help="engine option")
+    if engine_options is not None:
+        engine_options(model)
     parser.add_argument(
         "--grace-period", type=float, default=30.0, help="seconds to finish requests on SIGTERM"
     )
@@ -292,6 +304,7 @@ def preload_options(args: argparse.Namespace) -> backend_pb2.ModelOptions | None
     return backend_pb2.ModelOptions(model_file=args.model, threads=args.threads, options=args.option)
 
 
+# Builds an engine's servicer: (health service, work queue, whether LoadModel calls are accepted).
 ServicerFactory = Callable[[health_aio.HealthServicer, WorkQueue, bool], EngineServicer]
 
 
@@ -349,13 +362,16 @@ async def serve(args: argparse.Namespace, make_servicer: ServicerFactory) -> Non
 
 
 def run_backend(
-    parser: argparse.ArgumentParser, make_servicer: ServicerFactory, argv: list[str] | None
+    parser: argparse.ArgumentParser,
+    servicer_for: Callable[[argparse.Namespace], ServicerFactory],
+    argv: list[str] | None,
 ) -> int:
-    """An engine's `main`: parse, log as every component does, serve; 1 if the model did not load."""
+    """An engine's `main`: parse, log as every component does, serve; 1 if the model did not load.
+    `servicer_for` takes the parsed command line (an engine's own flags) to the servicer's factory."""
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
-        asyncio.run(serve(args, make_servicer))
+        asyncio.run(serve(args, servicer_for(args)))
     except PreloadError as error:
         log.error("could not load the model", extra={"reason": str(error)})
         return 1

@@ -88,10 +88,10 @@ def plan_main(argv: list[str]) -> int:
 
     from rich.console import Console
 
+    from localmodel.cpus import available_cpus
     from localmodel.fit_report import Machine, available_memory_bytes, plan_manifest, plans_table
     from localmodel.manifests import load_manifests
     from localmodel.quantities import parse_bytes
-    from localmodel_llamacpp.cpus import available_cpus
 
     parser = argparse.ArgumentParser(
         prog="localmodel plan",
@@ -185,13 +185,13 @@ def bench_main(argv: list[str]) -> int:
 def serve_main(argv: list[str], one_file: bool) -> int:
     import yaml
 
+    from localmodel.cpus import available_cpus
     from localmodel.fetch import FetchError, ModelCache
     from localmodel.local.fit_check import DoesNotFitError, preflight
     from localmodel.local.runtime import LocalSettings, resolve_models, run, threads_per_backend
     from localmodel.logs import configure_logging
     from localmodel.manifests import Manifest, load_manifests, parse_manifest
     from localmodel.sources import SourceError
-    from localmodel_llamacpp.cpus import available_cpus
 
     parser = _run_parser() if one_file else _serve_parser()
     args = parser.parse_args(argv)

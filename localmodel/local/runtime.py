@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 from rich.console import Console
 
+from localmodel.cpus import available_cpus
 from localmodel.fetch import ModelCache, fetch
 from localmodel.local.banner import serving_banner
 from localmodel.local.group import ModelGroup
@@ -25,7 +26,6 @@ from localmodel.local.supervisor import BackendStartError
 from localmodel.manifests import Manifest
 from localmodel.sources import parse_source
 from localmodel.spec import LocalModel
-from localmodel_llamacpp.cpus import available_cpus
 from localmodel_router.app import create_app
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.discovery.local import LocalDiscovery

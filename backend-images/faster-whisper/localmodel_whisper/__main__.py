@@ -11,16 +11,18 @@ import argparse
 import sys
 from functools import partial
 
-from localmodel.backend_server import backend_parser, run_backend
+from localmodel.backend_server import ServicerFactory, backend_parser, run_backend
 from localmodel_whisper.options import COMPUTE_TYPES, DEVICES
 from localmodel_whisper.servicer import WhisperServicer
 
 
 def build_parser(prog: str = "python -m localmodel_whisper") -> argparse.ArgumentParser:
-    parser = backend_parser(
-        prog, "Serve one Whisper model (CTranslate2 format) over gRPC with faster-whisper."
+    return backend_parser(
+        prog, "Serve one Whisper model (CTranslate2 format) over gRPC with faster-whisper.", _engine_options
     )
-    (model,) = [group for group in parser._action_groups if group.title == "model options (with --model)"]
+
+
+def _engine_options(model: argparse._ArgumentGroup) -> None:
     model.add_argument(
         "--device",
         choices=DEVICES,
@@ -33,16 +35,15 @@ def build_parser(prog: str = "python -m localmodel_whisper") -> argparse.Argumen
         default="",
         help="CTranslate2's compute type (default: int8 on cpu, float16 on cuda)",
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    # The runtime parses again and builds the servicer; the engine's own flags reach it through the
-    # servicer's factory (the runtime's LoadModel request for --model carries only the shared ones).
-    args = parser.parse_args(argv)
-    factory = partial(WhisperServicer, device=args.device, compute_type=args.compute_type)
-    return run_backend(parser, factory, argv)
+    # The engine's own flags reach the servicer through its factory (LoadModel's request for --model
+    # carries only the shared ones).
+    def servicer_for(args: argparse.Namespace) -> ServicerFactory:
+        return partial(WhisperServicer, device=args.device, compute_type=args.compute_type)
+
+    return run_backend(build_parser(), servicer_for, argv)
 
 
 if __name__ == "__main__":

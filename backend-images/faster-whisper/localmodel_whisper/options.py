@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from localmodel.backend_server import InvalidInputError, ModelLoadError
+from localmodel.cpus import available_cpus
 from localmodel.wire import backend_pb2
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,6 @@ class LoadSettings:
     device: str = "auto"  # auto: cuda where CTranslate2 sees a GPU, else cpu
     compute_type: str = ""  # "": DEFAULT_COMPUTE_TYPES for the device chosen
     beam_size: int = DEFAULT_BEAM_SIZE
-
-
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask: what a container's cpuset allows)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def load_settings(

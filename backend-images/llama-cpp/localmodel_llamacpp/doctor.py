@@ -17,7 +17,7 @@ import llama_cpp
 from rich.console import Console
 from rich.table import Table
 
-from localmodel_llamacpp.cpus import available_cpus
+from localmodel.cpus import available_cpus
 from localmodel_llamacpp.engine import build_features
 from localmodel_llamacpp.repack import CPUINFO, REPACK_MODES, decide_repack, read_cpu_flags
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localmodel.cpus import available_cpus
 from localmodel.wire import backend_pb2
-from localmodel_llamacpp.cpus import available_cpus
 from localmodel_llamacpp.repack import REPACK_MODES
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from localmodel_llamacpp.cpus import available_cpus, cgroup_cpu_quota
+from localmodel.cpus import available_cpus, cgroup_cpu_quota
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

@@ -1,4 +1,5 @@
-"""Pure: which accelerator profile a LocalModel gets, and what it adds to the backend pod."""
+"""Pure: which accelerator profile a LocalModel gets, and what it adds to the backend pod: the image of
+its engine on that accelerator, device limits and where the pod may run."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from localmodel_operator.settings import AcceleratorProfile, OperatorSettings
 
 
 class UnknownAcceleratorError(ValueError):
-    """The spec asks for GPUs of a vendor the operator has no profile for."""
+    """The spec asks for GPUs of a vendor the operator has no profile for, or no image of its engine."""
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,20 @@ def placement(spec: LocalModelSpec, settings: OperatorSettings) -> Placement:
         if toleration.model_dump(by_alias=True, exclude_none=True) not in tolerations
     ]
     return Placement(
-        image=spec.backend.image or profile.image,
+        image=spec.backend.image or _engine_image(spec, profile),
         limits=limits,
         node_selector={**profile.node_selector, **spec.node_selector},  # the model's own labels win
         tolerations=tolerations,
         runtime_class_name=profile.runtime_class_name,
     )
+
+
+def _engine_image(spec: LocalModelSpec, profile: AcceleratorProfile) -> str:
+    name = profile_name(spec)
+    image = profile.image_for(spec.backend.type, name)
+    if image is None:  # the spec refuses such GPUs without an image of the model's own: a safeguard
+        raise UnknownAcceleratorError(
+            f"backend type {spec.backend.type} has no image for the {name} accelerator profile; name one "
+            "in spec.backend.image"
+        )
+    return image

@@ -7,7 +7,9 @@ What a spec does not want (an external backend wants none of them, nor does a sp
 is named too, so that one left from an earlier spec is deleted. The fit check (fit_check.py) also gives
 the number `gpuLayers: auto` stands for and the memory request where the spec gives none. The model
 URL is parsed once, in `build_children`, and the typed source passed down; `_model_file` is the one
-place its type decides the pod's volumes and init container.
+place its type decides the pod's volumes and init container. Every engine (`spec.backend.type`) gets
+the same pod: its own image (accelerators.py), its own arguments (localmodel/command.py), the same
+gRPC health probes, and its model (a file or a directory) fetched by `localmodel fetch` from its image.
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ def build_deployment(
     container: KubeObject = {
         "name": BACKEND_CONTAINER,
         "image": where.image,
+        # Arguments only: each engine's image has the engine table's entry point as its ENTRYPOINT
+        # (`command.argv` is what local mode runs), and an image named in spec.backend.image keeps its own.
         "args": list(command.args),
         "env": [{"name": name, "value": value} for name, value in command.env.items()],
         "ports": ports,
@@ -255,7 +259,8 @@ def cache_claim_name(model: LocalModel) -> str:
 def _model_file(
     model: LocalModel, source: Source, settings: OperatorSettings, image: str
 ) -> tuple[str, list[KubeObject], list[KubeObject], list[KubeObject]]:
-    """(path of the model in the backend container, volumes, backend mounts, init containers) per source.
+    """(path of the model, a file or a directory, in the backend container; volumes, backend mounts, init
+    containers) per source.
 
     The one place a source's type decides the pod's layout (mypy checks every type has a case).
     """
@@ -278,7 +283,7 @@ def _model_file(
             path, volume, mount = str(source.path), None, None  # in the image (or a volume the user adds)
         case _:
             assert_never(source)
-    if sha256 is None:
+    if sha256 is None or source.is_directory:  # a directory has no one checksum (the spec refuses one)
         return path, [volume] if volume else [], [mount] if mount else [], []
     # Checked before the backend starts, like a download; the cache volume only keeps the verification stamp.
     verify = _fetch_container(model, f"file://{path}", sha256, image, [m for m in (mount, cache_mount) if m])

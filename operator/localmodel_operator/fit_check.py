@@ -5,9 +5,10 @@ The plan (localmodel/fit.py) is made from the model file's header and the spec's
 memory from the accelerator profile and the spec's memory limit. What comes of it:
 
 - the `Fits` condition: True (with the plan's figures), False (`DoesNotFit`: the operator refuses the
-  spec and runs no pods), or Unknown where nothing was planned (`NotPlanned`: a source the operator
-  cannot read, GPUs of unknown size, a model the planner cannot count; `HeaderUnreadable`: the read
-  failed). Unknown never blocks serving: pods are made as without a plan;
+  spec and runs no pods), or Unknown where nothing was planned (`NotPlanned`: an engine other than
+  llama.cpp, whose model is no GGUF file, a source the operator cannot read, GPUs of unknown size, a
+  model the planner cannot count; `HeaderUnreadable`: the read failed). Unknown never blocks serving:
+  pods are made as without a plan;
 - `gpuLayers: auto` becomes the plan's layer count (without a plan, the default: all with GPUs);
 - a memory request from the plan where the spec gives no `resources.memory`.
 
@@ -20,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from localmodel.backend_types import BackendType
 from localmodel.command import with_gpu_layers
 from localmodel.fit import MIB, FitError, FitPlan, plan_fit
 from localmodel.fit_inputs import plan_input
@@ -93,6 +95,12 @@ async def check_fit(
     UnknownAcceleratorError for GPUs of a vendor without a profile; every other problem is Unknown."""
     spec = model.spec
     gpu_memory = profile_for(spec, settings).gpu_memory_bytes
+    if spec.backend.type is not BackendType.LLAMA_CPP:
+        return _unplanned(
+            spec,
+            f"the fit plan reads GGUF files: {spec.backend.type} models are not planned (their memory "
+            f"request is resources.memory, else the operator's {settings.memory_request})",
+        )
     if not source.downloads:
         return _unplanned(
             spec,

@@ -1,8 +1,9 @@
 """Model file headers for the fit plan: read where the operator can reach the file, kept in memory.
 
 The operator reads only a GGUF file's header (a few HTTP range requests, about the header's size), and
-only for sources that are downloaded (`https`, `hf`): it reaches those as the pod's init container
-does. A `pvc` claim or a file in the image is readable only where the backend runs.
+only for llama.cpp's models (the other engines' are no GGUF files) from sources that are downloaded
+(`https`, `hf`): it reaches those as the pod's init container does. A `pvc` claim or a file in the
+image is readable only where the backend runs.
 
 `read_header` is blocking (httpx's sync client), so it runs in a worker thread and kopf's event loop
 keeps serving other models meanwhile. Headers are kept by (URL, sha256): every reconcile of a model

@@ -1,9 +1,13 @@
 """Operator settings: from `LOCALMODEL_OPERATOR_*` environment variables and an optional YAML file.
 
 Accelerator profiles are a map keyed by name (`cpu`, `nvidia`, `amd`, `intel`), like KubeAI's resource
-profiles: a LocalModel asking for GPUs of a vendor gets that profile's image, device-plugin resource,
-node selector, tolerations and runtime class, each overridable per model; a GPU profile may say how much
-memory one of its GPUs has, which the fit plan checks a model against.
+profiles: a LocalModel asking for GPUs of a vendor gets that profile's image for its engine
+(`spec.backend.type`), device-plugin resource, node selector, tolerations and runtime class, each
+overridable per model; a GPU profile may say how much memory one of its GPUs has, which the fit plan
+checks a model against. A profile's `image` is the llama-cpp engine's (the one engine there was at
+first: settings written then read the same); `images` names the other engines', and an engine it does
+not name gets its default image, `<repository>:<version><suffix>` from the engine table
+(localmodel/backend_types.py).
 """
 
 from __future__ import annotations
@@ -15,15 +19,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from localmodel import __version__, settings_file
+from localmodel.backend_types import BACKENDS, BackendType
 from localmodel.quantities import parse_bytes
 
-IMAGE_REPOSITORY = "localmodel/backend-llama-cpp"
+
+def default_image(backend_type: BackendType, accelerator: str) -> str | None:
+    """The image of this release for an engine on an accelerator; None: the engine has none for it."""
+    kind = BACKENDS[backend_type]
+    suffix = kind.image_suffixes.get(accelerator)
+    return None if suffix is None else f"{kind.image_repository}:{__version__}{suffix}"
 
 
 class AcceleratorProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(description="backend image for this accelerator")
+    image: str = Field(description="the llama-cpp engine's backend image for this accelerator")
+    images: dict[BackendType, str] = Field(
+        default_factory=dict,
+        description="the other engines' images for this accelerator, by `spec.backend.type` (an engine not "
+        "named: its default image, `default_image`); llama-cpp's is `image`",
+    )
     resource_name: str | None = Field(
         default=None, description="device-plugin resource limited per GPU (e.g. nvidia.com/gpu); None: CPU"
     )
@@ -44,25 +59,43 @@ class AcceleratorProfile(BaseModel):
             parse_bytes(value)  # raises ValueError with what a size looks like
         return value
 
+    @field_validator("images")
+    @classmethod
+    def _other_engines(cls, images: dict[BackendType, str]) -> dict[BackendType, str]:
+        if BackendType.LLAMA_CPP in images:
+            raise ValueError("the llama-cpp engine's image is the profile's `image`, not one of `images`")
+        return images
+
     @property
     def gpu_memory_bytes(self) -> int | None:
         return parse_bytes(self.gpu_memory) if self.gpu_memory is not None else None
 
+    def image_for(self, backend_type: BackendType, name: str) -> str | None:
+        """The image of an engine on this profile (`name`: the profile's); None: there is none."""
+        if backend_type is BackendType.LLAMA_CPP:
+            return self.image
+        return self.images.get(backend_type) or default_image(backend_type, name)
+
 
 def _default_profiles() -> dict[str, AcceleratorProfile]:
-    cpu_image = f"{IMAGE_REPOSITORY}:{__version__}"
-
-    def gpu(resource: str, image: str) -> AcceleratorProfile:
+    """Every engine's images of this release, per accelerator (written out, as the chart's values are)."""
+    resources = {"cpu": None, "nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu", "intel": "gpu.intel.com/i915"}
+    profiles = {}
+    for name, resource in resources.items():
+        images: dict[BackendType, str] = {
+            backend_type: image
+            for backend_type in BACKENDS
+            if backend_type is not BackendType.LLAMA_CPP
+            and (image := default_image(backend_type, name)) is not None
+        }
+        llama_cpp = default_image(BackendType.LLAMA_CPP, name)
+        assert llama_cpp is not None, "the llama-cpp engine has an image for every accelerator"
         # GPU nodes are commonly tainted with the device resource name, so that only GPU pods land there.
-        toleration = {"key": resource, "operator": "Exists", "effect": "NoSchedule"}
-        return AcceleratorProfile(image=image, resource_name=resource, tolerations=[toleration])
-
-    return {
-        "cpu": AcceleratorProfile(image=cpu_image),
-        "nvidia": gpu("nvidia.com/gpu", f"{cpu_image}-cuda"),
-        "amd": gpu("amd.com/gpu", f"{cpu_image}-rocm"),
-        "intel": gpu("gpu.intel.com/i915", f"{cpu_image}-sycl"),
-    }
+        tolerations = [{"key": resource, "operator": "Exists", "effect": "NoSchedule"}] if resource else []
+        profiles[name] = AcceleratorProfile(
+            image=llama_cpp, images=images, resource_name=resource, tolerations=tolerations
+        )
+    return profiles
 
 
 class ModelCacheSettings(BaseModel):
@@ -163,6 +196,21 @@ class OperatorSettings(BaseSettings):
         ge=0,
         description="for requests in flight when a backend pod stops (backend grace + margin)",
     )
+
+    @model_validator(mode="after")
+    def _engines_on_their_accelerators(self) -> OperatorSettings:
+        # A LocalModel asking for an engine on GPUs it has no image for is refused by the spec (unless it
+        # names spec.backend.image): an image for that pair here would never be used.
+        for name, profile in self.accelerators.items():
+            for backend_type in profile.images:
+                if default_image(backend_type, name) is None:
+                    runs_on = ", ".join(sorted(BACKENDS[backend_type].accelerators))
+                    raise ValueError(
+                        f"accelerators.{name}.images.{backend_type}: backend type {backend_type} has "
+                        f"images for {runs_on} only (a LocalModel asking for it on {name} GPUs is refused "
+                        "unless it names spec.backend.image)"
+                    )
+        return self
 
 
 def load_settings(path: Path | None) -> OperatorSettings:

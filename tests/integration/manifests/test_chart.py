@@ -16,9 +16,10 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from localmodel import __version__
+from localmodel.backend_types import BACKENDS, BackendType
 from localmodel.manifests import parse_manifest
 from localmodel_operator.builders import build_children
-from localmodel_operator.settings import OperatorSettings, load_settings
+from localmodel_operator.settings import OperatorSettings, default_image, load_settings
 from localmodel_router.settings import RouterSettings
 from scripts.generate_crd import CRD_PATH
 from tests.support.chart import CHART, NAMESPACE, RELEASE, ROOT, find, helm, render, render_text, tool
@@ -34,6 +35,17 @@ MATRIX: dict[str, dict[str, Any]] = {
     "gpu-models-pvc-cache": {
         "models": {"llama": GPU_MODEL, "small": {"model": {"url": "hf://org/repo/s.gguf"}, "minReplicas": 0}},
         "backend": {"modelCache": {"kind": "pvc", "size": "50Gi", "storageClassName": "fast"}},
+    },
+    "speech-models": {
+        "models": {
+            "whisper": {
+                "model": {"url": "hf://Systran/faster-whisper-tiny.en"},
+                "backend": {"type": "faster-whisper"},
+                "resources": {"gpu": {"count": 1}},
+            },
+            "piper": {"model": {"url": "pvc://piper-voices/en_US-joe-medium/"}, "backend": {"type": "piper"}},
+        },
+        "backend": {"images": {"piper": {"cpu": "registry.example/piper:1"}}},
     },
     "ingress-tls": {
         "router": {
@@ -133,6 +145,9 @@ BAD_VALUES = [
         "/backend/accelerators/nvidia/gpuMemory",
     ),
     ({"backend": {"images": {"cpu": ""}}}, "/backend/images/cpu"),
+    # piper has no GPU images: a LocalModel asking for one is refused, so an image for it would never run.
+    ({"backend": {"images": {"piper": {"nvidia": "x/piper:1"}}}}, "/backend/images/piper"),
+    ({"backend": {"images": {"faster-whisper": {"cpu": ""}}}}, "/backend/images/faster-whisper/cpu"),
     ({"watchNamespaces": ["Team_A"]}, "/watchNamespaces/0"),
     ({"models": {"Bad_Name": {}}}, "Bad_Name"),
     ({"routerReplicas": 3}, "routerReplicas"),  # a typo is an error, not silently ignored
@@ -188,6 +203,54 @@ def test_memory_per_gpu_reaches_the_operators_accelerator_profiles(tmp_path: Pat
     profiles = load_settings(settings_file).accelerators
     assert profiles["nvidia"].gpu_memory_bytes == 80 << 30
     assert profiles["amd"].gpu_memory is None and profiles["cpu"].gpu_memory is None  # empty: not checked
+
+
+def test_engine_images_reach_the_operators_accelerator_profiles(tmp_path: Path) -> None:
+    values = {
+        "backend": {
+            "images": {
+                "cpu": "registry.example/llama:1",
+                "faster-whisper": {"nvidia": "registry.example/whisper:1-cuda"},
+                "piper": {"cpu": "registry.example/piper:1"},
+            }
+        }
+    }
+    settings_file = tmp_path / "operator.yaml"
+    settings_file.write_text(find(render(values, tmp_path), "ConfigMap", OPERATOR)["data"]["operator.yaml"])
+    profiles = load_settings(settings_file).accelerators
+    assert profiles["cpu"].image == "registry.example/llama:1"  # the llama-cpp image, as before
+    assert profiles["cpu"].images == {
+        BackendType.FASTER_WHISPER: f"localmodel/backend-faster-whisper:{__version__}",  # the default kept
+        BackendType.PIPER: "registry.example/piper:1",
+    }
+    assert profiles["nvidia"].images == {BackendType.FASTER_WHISPER: "registry.example/whisper:1-cuda"}
+    # The operator builds each engine's pods from them.
+    for backend_type, url, image in [
+        ("piper", "pvc://voices/joe/", "registry.example/piper:1"),
+        ("faster-whisper", "hf://Systran/faster-whisper-tiny.en", "registry.example/whisper:1-cuda"),
+    ]:
+        spec = {"model": {"url": url}, "backend": {"type": backend_type}}
+        if backend_type == "faster-whisper":
+            spec["resources"] = {"gpu": {"count": 1}}
+        document = {"apiVersion": "localmodel.dev/v1alpha1", "kind": "LocalModel", "metadata": {"name": "m"}}
+        children = build_children(
+            parse_manifest({**document, "spec": spec}, "m"), load_settings(settings_file)
+        )
+        (deployment,) = [child for child in children.wanted if child["kind"] == "Deployment"]
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+
+def test_the_values_name_each_engine_on_the_accelerators_it_has_images_for() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    images = schema["properties"]["backend"]["properties"]["images"]["properties"]
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["backend"]["images"]
+    others = {kind.type.value: kind for kind in BACKENDS.values() if kind.type is not BackendType.LLAMA_CPP}
+    assert set(images) == set(others) <= set(defaults)
+    for name, kind in others.items():
+        assert set(images[name]["properties"]) == set(defaults[name]) == kind.accelerators
+        assert defaults[name] == {
+            accelerator: default_image(kind.type, accelerator) for accelerator in kind.accelerators
+        }
 
 
 def test_the_router_reads_the_settings_and_keys_the_chart_writes(

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
+from localmodel.backend_types import BACKENDS as ENGINES
 from localmodel_router.__main__ import build_parser, settings_from
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -40,8 +41,16 @@ class Image:
     entrypoint: list[str]
     cmd: list[str]
     port: str
-    package: str | None = None  # router and operator: the one component package the image copies
+    package: str | None = None  # all but llama.cpp's: the one component package the image copies
     target: str | None = None  # the stage `docker build --target` names; None: the last one
+    extra: str | None = None  # the pyproject extra it installs, where not named by its target
+    licenses: str = "Apache-2.0"
+
+    @property
+    def install_extra(self) -> str:
+        extra = self.extra or self.target
+        assert extra is not None, f"{self.dockerfile}: a component image names its extra"
+        return extra
 
 
 BACKEND_CMD = ["--addr", "0.0.0.0:50051"]
@@ -63,6 +72,28 @@ IMAGES = [
         "8081",
         package="operator/localmodel_operator",
         target="operator",
+    ),
+    # The speech engines: pure-Python installs of their extra, built like the router and the operator.
+    *(
+        Image(
+            f"backend-images/faster-whisper/{name}",
+            ["python", "-m", "localmodel_whisper"],
+            BACKEND_CMD,
+            "50051",
+            package="backend-images/faster-whisper/localmodel_whisper",
+            extra="whisper",
+        )
+        for name in ("Dockerfile", "Dockerfile.cuda")
+    ),
+    Image(
+        "backend-images/piper/Dockerfile",
+        ["python", "-m", "localmodel_piper"],
+        BACKEND_CMD,
+        "50051",
+        package="backend-images/piper/localmodel_piper",
+        extra="piper",
+        # piper-tts and the espeak-ng it links are GPL-3.0-or-later: the image says what it ships.
+        licenses="Apache-2.0 AND GPL-3.0-or-later",
     ),
 ]
 BACKENDS = [image for image in IMAGES if image.package is None]
@@ -295,6 +326,23 @@ def test_final_stage_runs_its_command_on_its_port(image: Image) -> None:
     assert [arguments for keyword, arguments in stage if keyword == "EXPOSE"] == [image.port]
 
 
+# Every engine's Dockerfiles, those written so far (each engine's folder is backend-images/<folder>/).
+ENGINE_DOCKERFILES = sorted(
+    path.relative_to(ROOT)
+    for kind in ENGINES.values()
+    for path in (ROOT / "backend-images" / kind.folder).glob("Dockerfile*")
+)
+
+
+@pytest.mark.parametrize("dockerfile", ENGINE_DOCKERFILES, ids=str)
+def test_each_engines_image_runs_the_entry_point_of_the_engine_table(dockerfile: Path) -> None:
+    """The operator gives a backend container its arguments only (operator/localmodel_operator/builders.py):
+    the image's ENTRYPOINT must be the engine's entry point, which local mode runs with the same ones."""
+    (kind,) = [kind for kind in ENGINES.values() if dockerfile.parent.name == kind.folder]
+    entrypoint = json.loads(last(stage_chain(ROOT / dockerfile, None), "ENTRYPOINT"))
+    assert entrypoint == list(kind.entry_point)
+
+
 @every_image
 def test_final_stage_has_no_build_tools(image: Image) -> None:
     found = [
@@ -329,7 +377,7 @@ def test_final_stage_writes_only_under_tmp(image: Image) -> None:
 @every_image
 def test_final_stage_is_labelled_for_its_component(image: Image) -> None:
     labels = " ".join(arguments for keyword, arguments in final_stage(image) if keyword == "LABEL")
-    assert 'org.opencontainers.image.licenses="Apache-2.0"' in labels
+    assert f'org.opencontainers.image.licenses="{image.licenses}"' in labels
     if image.target:
         assert f'org.opencontainers.image.title="localmodel-{image.target}"' in labels
 
@@ -372,7 +420,10 @@ def pip_installs(image: Image) -> list[tuple[list[str], list[str], list[str]]]:
 def test_component_images_install_the_core_and_their_extra_then_the_code_alone(image: Image) -> None:
     # No list of requirements in the Dockerfile: pyproject.toml's extras say what each image installs.
     installs = pip_installs(image)
-    assert [(named, files) for _, files, named in installs] == [([f".[{image.target}]"], []), (["."], [])]
+    assert [(named, files) for _, files, named in installs] == [
+        ([f".[{image.install_extra}]"], []),
+        (["."], []),
+    ]
     (first, _, _), (then, _, _) = installs
     assert "--no-deps" not in first and {"--no-deps", "--force-reinstall"} <= set(then)
     # The extra is installed before any source is copied (its own layer), the project after.
@@ -380,23 +431,25 @@ def test_component_images_install_the_core_and_their_extra_then_the_code_alone(i
     first_copy_of_code = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and "localmodel/" in a)
     first_install = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and a.startswith("pip install"))
     assert first_install < first_copy_of_code
-    assert not any("backend-images" in source for source in copied_sources(image))
+    others = [
+        s for s in copied_sources(image) if "backend-images" in s and not s.startswith(f"{image.package}")
+    ]
+    assert not others, f"another engine's sources: {others}"
 
 
 @component_image
 def test_component_images_never_install_llama_cpp_python(image: Image, tmp_path: Path) -> None:
     # What the first `pip install .[extra]` gets, from pyproject.toml and README.md alone, as pip sees them.
-    assert image.target is not None
     before_code = [source for source in copied_sources(image) if not source.endswith("/")]
     assert before_code == ["pyproject.toml", "README.md"]
     copy_sources(before_code, tmp_path / "src")
     with build_wheel(tmp_path / "src", tmp_path / "dist") as wheel:
         assert top_level(wheel) == set(), "the dependency layer installs no code"
-        requirements = installed_requirements(wheel, image.target)
+        requirements = installed_requirements(wheel, image.install_extra)
     names = {project_name(requirement) for requirement in requirements}
     assert LLAMA_CPP_PYTHON not in names
     core = [Requirement(spec) for spec in pyproject()["dependencies"]]
-    own = [Requirement(spec) for spec in pyproject_extra(image.target)]
+    own = [Requirement(spec) for spec in pyproject_extra(image.install_extra)]
     assert requirements == {normal(requirement) for requirement in core + own}
 
 

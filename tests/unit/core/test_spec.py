@@ -62,7 +62,11 @@ def test_full_spec_in_manifest_spelling() -> None:
             "spec.backend.engine.contextSize",
             "less than or equal to 16777216",
         ),
-        ({"tasks": ["chat", "dance"]}, "spec.tasks[1]", "'chat', 'completion', 'embedding', 'rerank', 'transcription' or 'speech'"),
+        (
+            {"tasks": ["chat", "dance"]},
+            "spec.tasks[1]",
+            "'chat', 'completion', 'embedding', 'rerank', 'transcription' or 'speech'",
+        ),
         ({"model": {"url": "ftp://x/m.gguf"}}, "spec.model.url", "should match pattern"),
         ({"model": {"url": "hf://o/r/m.gguf", "sha256": "ABC"}}, "spec.model.sha256", "should match pattern"),
         ({"model": {"url": "hf://o/r/m.gguf", "sha256": 12345}}, "spec.model.sha256", "quote the sha256"),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from localmodel import __version__
+from localmodel.backend_types import BACKENDS, BackendType
 from localmodel.gguf_header import BytesSource, parse_header
 from localmodel.manifests import load_manifests, parse_manifest
 from localmodel.spec import LocalModel
@@ -23,7 +26,13 @@ from localmodel_operator.builders import (
 )
 from localmodel_operator.conditions import external_status
 from localmodel_operator.fit_check import FitCheck, planned
-from localmodel_operator.settings import BackendNetworkSettings, ModelCacheSettings, OperatorSettings
+from localmodel_operator.settings import (
+    AcceleratorProfile,
+    BackendNetworkSettings,
+    ModelCacheSettings,
+    OperatorSettings,
+    default_image,
+)
 from tests.support.gguf_files import LLAMA_31_70B, header_bytes, llama_metadata, llama_tensors
 from tests.support.kube_schemas import assert_valid
 
@@ -332,3 +341,115 @@ def test_without_a_plan_auto_offloads_every_layer_and_memory_is_the_setting() ->
 
 def deployment_of_fit(built: LocalModel, fit: FitCheck | None) -> dict[str, Any]:
     return build_deployment(built, model_source(built), OperatorSettings(), fit)
+
+
+# One model of each engine, from a source of the shape it loads.
+ENGINE_MODELS = {
+    BackendType.LLAMA_CPP: "hf://org/repo/m.gguf",
+    BackendType.FASTER_WHISPER: "hf://Systran/faster-whisper-tiny.en",
+    BackendType.PIPER: "pvc://piper-voices/en_US-joe-medium/",
+}
+ENGINE_ON_ACCELERATOR = [
+    (backend_type, accelerator)
+    for backend_type, kind in BACKENDS.items()
+    for accelerator in sorted(kind.accelerators)
+]
+
+
+def engine_model(backend_type: BackendType, accelerator: str = "cpu", **backend: Any) -> LocalModel:
+    gpu = {} if accelerator == "cpu" else {"resources": {"gpu": {"count": 1, "vendor": accelerator}}}
+    document = {
+        "apiVersion": "localmodel.dev/v1alpha1",
+        "kind": "LocalModel",
+        "metadata": {"name": "m", "namespace": "ai"},
+        "spec": {
+            "model": {"url": ENGINE_MODELS[backend_type]},
+            "backend": {"type": backend_type.value, **backend},
+            **gpu,
+        },
+    }
+    return parse_manifest(document, "test")
+
+
+@pytest.mark.parametrize(("backend_type", "accelerator"), ENGINE_ON_ACCELERATOR, ids=str)
+def test_each_engine_runs_its_own_image_for_the_accelerator(
+    backend_type: BackendType, accelerator: str
+) -> None:
+    kind = BACKENDS[backend_type]
+    deployment = deployment_of(engine_model(backend_type, accelerator), OperatorSettings())
+    assert_valid(deployment)
+    spec = pod(deployment)
+    (backend,) = spec["containers"]
+    image = f"{kind.image_repository}:{__version__}{kind.image_suffixes[accelerator]}"
+    assert backend["image"] == image
+    # The image's ENTRYPOINT is the engine's entry point: the pod gives the arguments only.
+    assert "command" not in backend
+    assert backend["args"][:3] == ["--addr", "0.0.0.0:50051", "--model"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert backend[probe]["grpc"] == {"port": 50051}
+    # `localmodel fetch` runs from the engine's own image (every image has the core).
+    assert all(init["image"] == image for init in spec.get("initContainers", []))
+
+
+def test_a_whisper_repository_is_fetched_whole_into_the_cache() -> None:
+    built = engine_model(BackendType.FASTER_WHISPER)
+    spec = pod(deployment_of(built, OperatorSettings()))
+    (backend,) = spec["containers"]
+    (fetch,) = spec["initContainers"]
+    assert fetch["command"] == ["localmodel"]
+    assert fetch["args"] == ["fetch", "hf://Systran/faster-whisper-tiny.en/", "--cache-dir", "/models"]
+    path = backend["args"][3]
+    assert path.startswith("/models/sources/") and path.endswith("/faster-whisper-tiny.en")
+    assert backend["args"][4:] == ["--device", "cpu"]
+    on_gpu = pod(deployment_of(engine_model(BackendType.FASTER_WHISPER, "nvidia"), OperatorSettings()))
+    assert on_gpu["containers"][0]["args"][-2:] == ["--device", "cuda"]
+    assert on_gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_a_piper_voice_directory_is_read_from_its_claim_without_an_init_container() -> None:
+    spec = pod(deployment_of(engine_model(BackendType.PIPER), OperatorSettings()))
+    (backend,) = spec["containers"]
+    assert backend["args"][3] == "/mnt/model-source/en_US-joe-medium"
+    assert {"name": "model-source", "mountPath": "/mnt/model-source", "readOnly": True} in backend[
+        "volumeMounts"
+    ]
+    assert "initContainers" not in spec  # nothing downloaded, and a directory has no sha256 to check
+
+
+def test_the_settings_images_of_an_engine_and_the_specs_own_image_win() -> None:
+    settings = OperatorSettings()
+    settings.accelerators["cpu"].images[BackendType.PIPER] = "registry.example/piper:7"
+    (backend,) = pod(deployment_of(engine_model(BackendType.PIPER), settings))["containers"]
+    assert backend["image"] == "registry.example/piper:7"
+    llama = pod(deployment_of(engine_model(BackendType.LLAMA_CPP), settings))["containers"][0]
+    assert llama["image"] == settings.accelerators["cpu"].image  # llama-cpp's is the profile's `image`
+    own = engine_model(BackendType.PIPER, "nvidia", image="registry.example/piper-gpu:1")
+    assert pod(deployment_of(own, settings))["containers"][0]["image"] == "registry.example/piper-gpu:1"
+
+
+def test_a_profile_without_images_gets_each_engines_default() -> None:
+    settings = OperatorSettings(accelerators={"cpu": AcceleratorProfile(image="registry.example/llama:1")})
+    (backend,) = pod(deployment_of(engine_model(BackendType.FASTER_WHISPER), settings))["containers"]
+    assert backend["image"] == f"localmodel/backend-faster-whisper:{__version__}"
+
+
+def test_the_default_profiles_hold_every_engines_images_from_the_table() -> None:
+    for name, profile in OperatorSettings().accelerators.items():
+        for backend_type in BACKENDS:
+            assert profile.image_for(backend_type, name) == default_image(backend_type, name)
+    assert default_image(BackendType.PIPER, "nvidia") is None
+
+
+@pytest.mark.parametrize(
+    ("profile", "message"),
+    [
+        (
+            {"image": "x", "images": {"llama-cpp": "y"}},
+            "the llama-cpp engine's image is the profile's `image`",
+        ),
+        ({"image": "x", "images": {"piper": "y"}}, "backend type piper has images for cpu only"),
+    ],
+)
+def test_settings_refuse_images_that_would_never_run(profile: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        OperatorSettings(accelerators={"cpu": {"image": "x"}, "nvidia": profile})

@@ -125,6 +125,23 @@ async def test_sources_the_operator_cannot_read_are_not_planned_and_not_read() -
     assert reader.asked == []
 
 
+@pytest.mark.parametrize(
+    ("backend_type", "url"),
+    [("faster-whisper", "hf://Systran/faster-whisper-tiny.en"), ("piper", "https://voices.example/v.onnx")],
+)
+async def test_only_llama_cpp_models_are_planned(backend_type: str, url: str) -> None:
+    """The plan reads GGUF headers: other engines' models (downloaded or not) are neither read nor
+    planned, and their pods ask for resources.memory or the operator's default."""
+    reader = Reader(EIGHT_B)
+    fit = await check(model(model={"url": url}, backend={"type": backend_type}), reader)
+    assert (fit.status, fit.reason, fit.plan, fit.memory_request) == ("Unknown", "NotPlanned", None, None)
+    assert fit.message == (
+        f"the fit plan reads GGUF files: {backend_type} models are not planned (their memory request is "
+        "resources.memory, else the operator's 1Gi)"
+    )
+    assert reader.asked == []
+
+
 async def test_gpus_of_unknown_size_are_not_planned_and_auto_falls_back_to_every_layer() -> None:
     built = model(**gpus(1, gpuLayers="auto"))
     reader = Reader(SEVENTY_B)

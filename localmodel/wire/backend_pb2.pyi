@@ -82,7 +82,7 @@ class Message(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., reasoning_content: _Optional[str] = ..., tool_calls: _Optional[str] = ...) -> None: ...
 
 class PredictOptions(_message.Message):
-    __slots__ = ("prompt", "seed", "threads", "tokens", "top_k", "repeat_last_n", "batch", "n_keep", "temperature", "repeat_penalty", "stop_prompts", "ignore_eos", "typical_p", "frequency_penalty", "presence_penalty", "mirostat", "mirostat_eta", "mirostat_tau", "logit_bias", "grammar", "top_p", "embedding_tokens", "embeddings", "use_tokenizer_template", "messages", "correlation_id", "tools", "tool_choice", "logprobs", "top_logprobs", "prompt_logprobs")
+    __slots__ = ("prompt", "seed", "threads", "tokens", "top_k", "repeat_last_n", "batch", "n_keep", "temperature", "repeat_penalty", "stop_prompts", "ignore_eos", "typical_p", "frequency_penalty", "presence_penalty", "mirostat", "mirostat_eta", "mirostat_tau", "logit_bias", "grammar", "top_p", "embedding_tokens", "embeddings", "use_tokenizer_template", "messages", "correlation_id", "tools", "tool_choice", "logprobs", "top_logprobs", "prompt_logprobs", "n")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     THREADS_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class PredictOptions(_message.Message):
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     seed: int
     threads: int
@@ -145,10 +146,11 @@ class PredictOptions(_message.Message):
     logprobs: int
     top_logprobs: int
     prompt_logprobs: bool
-    def __init__(self, prompt: _Optional[str] = ..., seed: _Optional[int] = ..., threads: _Optional[int] = ..., tokens: _Optional[int] = ..., top_k: _Optional[int] = ..., repeat_last_n: _Optional[int] = ..., batch: _Optional[int] = ..., n_keep: _Optional[int] = ..., temperature: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., stop_prompts: _Optional[_Iterable[str]] = ..., ignore_eos: _Optional[bool] = ..., typical_p: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., mirostat: _Optional[int] = ..., mirostat_eta: _Optional[float] = ..., mirostat_tau: _Optional[float] = ..., logit_bias: _Optional[str] = ..., grammar: _Optional[str] = ..., top_p: _Optional[float] = ..., embedding_tokens: _Optional[_Iterable[int]] = ..., embeddings: _Optional[str] = ..., use_tokenizer_template: _Optional[bool] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., correlation_id: _Optional[str] = ..., tools: _Optional[str] = ..., tool_choice: _Optional[str] = ..., logprobs: _Optional[int] = ..., top_logprobs: _Optional[int] = ..., prompt_logprobs: _Optional[bool] = ...) -> None: ...
+    n: int
+    def __init__(self, prompt: _Optional[str] = ..., seed: _Optional[int] = ..., threads: _Optional[int] = ..., tokens: _Optional[int] = ..., top_k: _Optional[int] = ..., repeat_last_n: _Optional[int] = ..., batch: _Optional[int] = ..., n_keep: _Optional[int] = ..., temperature: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., stop_prompts: _Optional[_Iterable[str]] = ..., ignore_eos: _Optional[bool] = ..., typical_p: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., mirostat: _Optional[int] = ..., mirostat_eta: _Optional[float] = ..., mirostat_tau: _Optional[float] = ..., logit_bias: _Optional[str] = ..., grammar: _Optional[str] = ..., top_p: _Optional[float] = ..., embedding_tokens: _Optional[_Iterable[int]] = ..., embeddings: _Optional[str] = ..., use_tokenizer_template: _Optional[bool] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., correlation_id: _Optional[str] = ..., tools: _Optional[str] = ..., tool_choice: _Optional[str] = ..., logprobs: _Optional[int] = ..., top_logprobs: _Optional[int] = ..., prompt_logprobs: _Optional[bool] = ..., n: _Optional[int] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("message", "tokens", "prompt_tokens", "timing_prompt_processing", "timing_token_generation", "logprobs", "finish_reason", "prompt_logprobs", "audio", "sample_rate")
+    __slots__ = ("message", "tokens", "prompt_tokens", "timing_prompt_processing", "timing_token_generation", "logprobs", "finish_reason", "prompt_logprobs", "audio", "sample_rate", "stop_sequence", "index")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +161,8 @@ class Reply(_message.Message):
     PROMPT_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    STOP_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     message: bytes
     tokens: int
     prompt_tokens: int
@@ -169,7 +173,9 @@ class Reply(_message.Message):
     prompt_logprobs: bytes
     audio: bytes
     sample_rate: int
-    def __init__(self, message: _Optional[bytes] = ..., tokens: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., timing_prompt_processing: _Optional[float] = ..., timing_token_generation: _Optional[float] = ..., logprobs: _Optional[bytes] = ..., finish_reason: _Optional[str] = ..., prompt_logprobs: _Optional[bytes] = ..., audio: _Optional[bytes] = ..., sample_rate: _Optional[int] = ...) -> None: ...
+    stop_sequence: str
+    index: int
+    def __init__(self, message: _Optional[bytes] = ..., tokens: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., timing_prompt_processing: _Optional[float] = ..., timing_token_generation: _Optional[float] = ..., logprobs: _Optional[bytes] = ..., finish_reason: _Optional[str] = ..., prompt_logprobs: _Optional[bytes] = ..., audio: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., stop_sequence: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
 
 class EmbeddingResult(_message.Message):
     __slots__ = ("embeddings",)

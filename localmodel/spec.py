@@ -69,11 +69,14 @@ def tasks_not_served_message(backend_type: BackendType, tasks: list[Task]) -> st
 class ModelSource(SpecModel):
     url: str = Field(
         pattern=rf"^({'|'.join(URL_SCHEMES)}):",
+        max_length=2048,  # bounds the cost of the CRD's CEL rules that match it
         description=(
-            "Where the GGUF file comes from: `https://host/path/file.gguf`, "
+            "Where the model comes from: a file, `https://host/path/file.gguf`, "
             "`hf://org/repo/file.gguf` (`hf://org/repo@revision/file.gguf` for a revision), "
             "`pvc://claim/path/file.gguf` (cluster only), `file:///absolute/path.gguf`, "
-            "or `file:relative/path.gguf` (local mode: relative to the manifest)."
+            "or `file:relative/path.gguf` (local mode: relative to the manifest); or a directory (an "
+            "engine whose model is several files): `hf://org/repo` (the whole repository), "
+            "`pvc://claim/dir/` or `file:///dir/` (ending in /)."
         ),
     )
     sha256: str | None = Field(
@@ -160,8 +163,8 @@ class BackendSpec(SpecModel):
     image: str | None = Field(
         default=None,
         min_length=1,
-        description="Backend container image (default: the operator's image for the accelerator). "
-        "Local mode always runs the llama.cpp backend of this installation.",
+        description="Backend container image (default: the operator's image of the engine for the "
+        "accelerator). Local mode always runs the engine of this installation.",
     )
     address: str | None = Field(
         default=None,
@@ -272,7 +275,9 @@ class Autoscaling(SpecModel):
 
 class LocalModelSpec(SpecModel):
     model: ModelSource | None = Field(
-        default=None, description="The GGUF file to serve. Required unless `backend.address` is set."
+        default=None,
+        description="The model to serve (a GGUF file for llama-cpp, a directory for faster-whisper, a "
+        "voice directory or .onnx file for piper). Required unless `backend.address` is set.",
     )
     served_name: str | None = Field(
         default=None,

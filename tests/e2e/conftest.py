@@ -2,8 +2,9 @@
 simulated node (tests/support/kubelet.py) running the pods' real commands. Only the node is simulated.
 
 Models come from a stand-in Hugging Face Hub on loopback (tests/support/file_server.py) serving the real
-SmolLM2 and Gemma-3 files under the names the examples use: the pods' `localmodel fetch` init containers
-download them as in a cluster, with HF_ENDPOINT pointing at the stand-in (the node's "network").
+SmolLM2, Gemma-3 and Whisper files under the names the examples use: the pods' `localmodel fetch` init
+containers download them as in a cluster, with HF_ENDPOINT pointing at the stand-in (the node's
+"network"). A Piper voice is copied into the claim its example reads it from.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def example(file_name: str) -> tuple[str, dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def model_hub(smollm2_path: Path) -> Iterator[FileServer]:
-    """The stand-in Hub, serving SmolLM2 under the examples' names and Gemma-3 at GEMMA_URL."""
+    """The stand-in Hub, serving SmolLM2 and Whisper under the examples' names and Gemma-3 at GEMMA_URL."""
     with FileServer() as hub:
         smollm2 = smollm2_path.read_bytes()
         for file_name in ("cpu.yaml", "scale-to-zero.yaml"):
@@ -53,6 +54,10 @@ def model_hub(smollm2_path: Path) -> Iterator[FileServer]:
         gemma = parse_source(GEMMA_URL)
         assert isinstance(gemma, HuggingFaceSource)
         hub.add_hub_file(gemma.repo_id, gemma.path_in_repo, require_model("gemma3").read_bytes())
+        whisper = parse_source(example("whisper.yaml")[1]["model"]["url"])
+        assert isinstance(whisper, HuggingFaceSource) and whisper.is_directory  # the whole repository
+        for file in require_model("whisper").iterdir():
+            hub.add_hub_file(whisper.repo_id, file.name, file.read_bytes())
         yield hub
 
 

@@ -14,8 +14,9 @@ What is simulated, and how: each pod gets its own loopback address (127.0.x.y; L
 127/8 to lo), which stands for the pod IP — `0.0.0.0` in a command means that address, as it means the
 pod's own interfaces in its network namespace. Volumes are folders under the test's temporary folder,
 and paths under a volume's mountPath in arguments are rewritten onto them (a kubelet bind-mounts them
-instead). An image's ENTRYPOINT is read from the Dockerfile that builds it. Probes run every 0.2 s, not
-every periodSeconds: time is compressed. Liveness probes are not run.
+instead). An image's ENTRYPOINT is read from the Dockerfile that builds it (every engine's of
+localmodel/backend_types.py), run with this venv's interpreter and console scripts. Probes run every
+0.2 s, not every periodSeconds: time is compressed. Liveness probes are not run.
 """
 
 from __future__ import annotations
@@ -37,13 +38,27 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from localmodel.backend_types import BACKENDS
 from tests.support.api_server import NAMESPACE, ApiServer
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
-# Image repository → the Dockerfile that builds it (its ENTRYPOINT is what a container without
-# `command` runs).
-DOCKERFILES = {"localmodel/backend-llama-cpp": ROOT / "backend-images/llama-cpp/Dockerfile"}
+
+
+def _dockerfiles() -> dict[tuple[str, str], Path]:
+    """(image repository, tag suffix) → the Dockerfile that builds it, for every engine's image that has
+    one: `backend-images/<folder>/Dockerfile` for the `cpu` image, `Dockerfile.cuda` for `-cuda`, …"""
+    found: dict[tuple[str, str], Path] = {}
+    for kind in BACKENDS.values():
+        for suffix in kind.image_suffixes.values():
+            dockerfile = ROOT / "backend-images" / kind.folder / ("Dockerfile" + suffix.replace("-", ".", 1))
+            if dockerfile.is_file():
+                found[(kind.image_repository, suffix)] = dockerfile
+    return found
+
+
+# Their ENTRYPOINT is what a container without `command` runs.
+DOCKERFILES = _dockerfiles()
 PROBE_SECONDS = 0.2
 RESTART_BACKOFF_SECONDS = 0.5
 TERMINATION_LOG_LINES = 80  # what a kubelet keeps of a failed container's log (and at most 2048 bytes)
@@ -52,11 +67,31 @@ ENDPOINT_DRAIN_SECONDS = 1.0  # a terminating pod leaves the EndpointSlices this
 _addresses = (f"127.0.{i // 250 + 1}.{i % 250 + 2}" for i in itertools.count())
 
 
+def dockerfile_of(image: str) -> Path:
+    """The Dockerfile that builds `image`, named as a release names it (`<repository>:<version><suffix>`:
+    the engine table's defaults, the chart's values) or as skaffold does (`<repository><suffix>:<tag>`),
+    under any registry."""
+    reference = image.partition("@")[0]
+    name, _, tag = reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "")
+    for kind in BACKENDS.values():
+        repository = kind.image_repository
+        for suffix in sorted(kind.image_suffixes.values(), key=len, reverse=True):  # "" matches every tag
+            released = _names(name, repository) and tag.endswith(suffix)
+            built = bool(suffix) and _names(name, repository + suffix)
+            if released or built:
+                dockerfile = DOCKERFILES.get((repository, suffix))
+                if dockerfile is None:
+                    break  # an image of the table (`-rocm`, say) that no Dockerfile here builds
+                return dockerfile
+    raise ValueError(f"no Dockerfile builds image {image!r} (these do: {sorted(DOCKERFILES)})")
+
+
+def _names(name: str, repository: str) -> bool:
+    return name == repository or name.endswith("/" + repository)
+
+
 def entrypoint(image: str) -> list[str]:
-    repository = image.rsplit(":", 1)[0].removesuffix("-cuda")
-    dockerfile = DOCKERFILES.get(repository)
-    if dockerfile is None:
-        raise ValueError(f"no Dockerfile known for image {image!r}")
+    dockerfile = dockerfile_of(image)
     for line in dockerfile.read_text().splitlines():
         if line.startswith("ENTRYPOINT "):
             command: list[str] = json.loads(line.removeprefix("ENTRYPOINT "))
@@ -65,9 +100,13 @@ def entrypoint(image: str) -> list[str]:
 
 
 def executable(command: list[str]) -> list[str]:
-    """`localmodel` is this venv's console script."""
-    if command and command[0] == "localmodel":
-        return [str(Path(sys.executable).parent / "localmodel"), *command[1:]]
+    """`localmodel` is this venv's console script, `python` its interpreter (an image's venv is first
+    on its PATH)."""
+    match command:
+        case ["localmodel", *rest]:
+            return [str(Path(sys.executable).parent / "localmodel"), *rest]
+        case ["python" | "python3", *rest]:
+            return [sys.executable, *rest]
     return command
 
 
@@ -138,6 +177,10 @@ class SimulatedNode:
 
     def pods_of(self, deployment: str) -> list[Pod]:
         return [pod for pod in self.pods.values() if pod.deployment == deployment and not pod.terminating]
+
+    def claim(self, name: str) -> Path:
+        """The folder standing for PersistentVolumeClaim `name`'s volume (bound, empty at first)."""
+        return self.folder / "claims" / name
 
     def processes_alive(self) -> list[int]:
         return [
@@ -318,7 +361,7 @@ class SimulatedNode:
     def _volume(self, pod: Pod, name: str) -> Path:
         (volume,) = [v for v in pod.spec.get("volumes", []) if v["name"] == name]
         if "persistentVolumeClaim" in volume:
-            folder = self.folder / "claims" / volume["persistentVolumeClaim"]["claimName"]
+            folder = self.claim(volume["persistentVolumeClaim"]["claimName"])
         else:
             folder = pod.folder / "volumes" / name  # emptyDir: the pod's own
         folder.mkdir(parents=True, exist_ok=True)

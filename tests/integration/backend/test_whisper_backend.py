@@ -4,7 +4,6 @@ transcribing real speech: sentences spoken by the Piper voice, heard by Whisper 
 from __future__ import annotations
 
 import io
-import re
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from localmodel.ports import free_port
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from tests.support.backend_process import BackendProcess
 from tests.support.models import require_model
+from tests.support.transcripts import word_error_rate
 
 MODULE = "localmodel_whisper"
 THREADS = ["--threads", "2"]
@@ -38,24 +38,6 @@ LONG = (
     "Local models answer on Kubernetes. Every engine runs in its own process, and the router sends each "
     "request to a replica that has room for it. When a pod stops, it finishes what it started first."
 )
-
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
-
-
-def word_error_rate(reference: str, heard: str) -> float:
-    """Edits (substitutions, insertions, deletions) over the reference's words."""
-    said, got = words(reference), words(heard)
-    distances = list(range(len(got) + 1))
-    for i, word in enumerate(said, 1):
-        previous, distances[0] = distances[0], i
-        for j, other in enumerate(got, 1):
-            previous, distances[j] = (
-                distances[j],
-                min(distances[j] + 1, distances[j - 1] + 1, previous + (word != other)),
-            )
-    return distances[-1] / len(said)
 
 
 def wav_seconds(audio: bytes) -> float:

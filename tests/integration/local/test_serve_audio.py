@@ -4,7 +4,6 @@ through the official openai client, each model in its own engine's backend proce
 from __future__ import annotations
 
 import io
-import re
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 from tests.support.local_mode import LocalMode
 from tests.support.models import require_model
 from tests.support.processes import backends_of
+from tests.support.transcripts import word_error_rate
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and local models answer on Kubernetes."
 
@@ -40,24 +40,6 @@ def speech_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMod
     work = tmp_path_factory.mktemp("local")
     with LocalMode(["serve", "-f", str(folder)], work / "cache", work / "serve.log") as served:
         yield served
-
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
-
-
-def word_error_rate(reference: str, heard: str) -> float:
-    """Edits (substitutions, insertions, deletions) over the reference's words."""
-    said, got = words(reference), words(heard)
-    distances = list(range(len(got) + 1))
-    for i, word in enumerate(said, 1):
-        previous, distances[0] = distances[0], i
-        for j, other in enumerate(got, 1):
-            previous, distances[j] = (
-                distances[j],
-                min(distances[j] + 1, distances[j - 1] + 1, previous + (word != other)),
-            )
-    return distances[-1] / len(said)
 
 
 def test_speech_from_one_engine_is_transcribed_by_the_other(speech_models: LocalMode) -> None:

@@ -3,7 +3,9 @@
 Each profile's JSON patches are applied as skaffold applies them; then every artifact must build from a
 Dockerfile that exists (and a target stage it has), every value it sets must be a value of the chart,
 every template variable must name an artifact it builds, and the chart, rendered by the real `helm` with
-the images skaffold would hand it, must run those images.
+the images skaffold would hand it, must run those images. Every engine of localmodel/backend_types.py has
+its CPU image built from `backend-images/<folder>/Dockerfile`, and under `-p nvidia` its CUDA one (where
+it has one) from `Dockerfile.cuda`, each reaching the operator's settings as that engine's image.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jsonpointer
 import pytest
 import yaml
 
+from localmodel.backend_types import BACKENDS, BackendKind, BackendType
 from tests.support.chart import ROOT, helm
 
 SKAFFOLD = ROOT / "skaffold.yaml"
@@ -31,13 +34,19 @@ PROFILE_SETS = {
     "dev": ["dev"],
     "dev,nvidia": ["dev", "nvidia"],
 }
-# Image → (Dockerfile, target stage): the operator and the router are two targets of one Dockerfile.
+# Image → (Dockerfile, target stage): the operator and the router are two targets of one Dockerfile;
+# each engine's images are named by the engine table, the CUDA ones `<repository>-cuda`.
 IMAGES = {
     "localmodel/operator": ("Dockerfile", "operator"),
     "localmodel/router": ("Dockerfile", "router"),
-    "localmodel/backend-llama-cpp": ("backend-images/llama-cpp/Dockerfile", None),
+} | {kind.image_repository: (f"backend-images/{kind.folder}/Dockerfile", None) for kind in BACKENDS.values()}
+CUDA = {
+    kind.image_repository + "-cuda": (f"backend-images/{kind.folder}/Dockerfile.cuda", None)
+    for kind in BACKENDS.values()
+    if kind.image_suffixes.get("nvidia") == "-cuda"
 }
-CUDA = {"localmodel/backend-llama-cpp-cuda": ("backend-images/llama-cpp/Dockerfile.cuda", None)}
+# The accelerator profiles skaffold builds backend images for, by the suffix of their artifacts' names.
+BUILT_PROFILES = {"cpu": "", "nvidia": "-cuda"}
 STAGE = re.compile(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
 # skaffold's per-artifact template variables (longest prefix first, so that REPO_NO_DOMAIN wins over REPO).
 VARIABLE = re.compile(
@@ -245,13 +254,34 @@ def test_the_chart_rendered_with_the_built_images_runs_them(profiles: list[str],
     ]
     (settings_file,) = settings["data"].values()
     accelerators = yaml.safe_load(settings_file)["accelerators"]
-    assert accelerators["cpu"]["image"] == built_reference("localmodel/backend-llama-cpp")["FULLY_QUALIFIED"]
-    nvidia = (
-        built_reference("localmodel/backend-llama-cpp-cuda")["FULLY_QUALIFIED"]
-        if "nvidia" in profiles
-        else defaults["backend"]["images"]["nvidia"]
+    built = artifacts(document)
+    for kind in BACKENDS.values():
+        for profile, suffix in BUILT_PROFILES.items():
+            if profile not in kind.image_suffixes:
+                continue  # the engine has no image for it (piper on GPUs)
+            image = kind.image_repository + suffix
+            expected = (
+                built_reference(image)["FULLY_QUALIFIED"]
+                if image in built
+                else chart_image(defaults, kind, profile)
+            )
+            assert engine_image(accelerators[profile], kind) == expected, (kind.type, profile)
+
+
+def chart_image(values: dict[str, Any], kind: BackendKind, profile: str) -> str:
+    """The chart's own value for an engine's image on a profile."""
+    images = values["backend"]["images"]
+    image: str = images[profile] if kind.type is BackendType.LLAMA_CPP else images[kind.type.value][profile]
+    return image
+
+
+def engine_image(accelerator: dict[str, Any], kind: BackendKind) -> str:
+    """An engine's image in one accelerator profile of the operator's settings: llama-cpp's is the
+    profile's `image`, the other engines' are under `images`."""
+    image: str = (
+        accelerator["image"] if kind.type is BackendType.LLAMA_CPP else accelerator["images"][kind.type]
     )
-    assert accelerators["nvidia"]["image"] == nvidia
+    return image
 
 
 def test_dev_builds_locally_without_pushing() -> None:

@@ -142,7 +142,9 @@ class BackendServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TokenizeString(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """localmodel: with use_tokenizer_template and messages, the tokens of the prompt that Predict would
+        decode for them (chat template, tools and BOS included); otherwise those of `prompt`, without BOS.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -118,13 +118,15 @@ class Dispatcher:
                     metrics.TIME_TO_FIRST_TOKEN_SECONDS.labels(route.name).observe(
                         time.perf_counter() - started
                     )
-                last = first
-                yield first
-                while (reply := await call.read()) is not grpc.aio.EOF:
-                    last = reply
+                latest: dict[int, backend_pb2.Reply] = {}  # a generation's, of each answer (PredictOptions.n)
+                reply = first
+                while reply is not grpc.aio.EOF:
+                    if generation:
+                        latest[reply.index] = reply
                     yield reply
+                    reply = await call.read()
                 if generation:
-                    self._count_tokens(route, last)
+                    self._count_tokens(route, *latest.values())
             except grpc.aio.AioRpcError as error:
                 if error.code() == grpc.StatusCode.UNAVAILABLE:  # the backend went mid-stream
                     metrics.LOST_DURING_REQUEST.labels(route.name).inc()
@@ -222,9 +224,10 @@ class Dispatcher:
         return router_error(error, route.name)
 
     @staticmethod
-    def _count_tokens(route: ModelRoute, reply: backend_pb2.Reply) -> None:
-        metrics.PROMPT_TOKENS.labels(route.name).inc(reply.prompt_tokens)
-        metrics.GENERATED_TOKENS.labels(route.name).inc(reply.tokens)
+    def _count_tokens(route: ModelRoute, *answers: backend_pb2.Reply) -> None:
+        """Every answer's tokens; their one prompt once."""
+        metrics.PROMPT_TOKENS.labels(route.name).inc(max(reply.prompt_tokens for reply in answers))
+        metrics.GENERATED_TOKENS.labels(route.name).inc(sum(reply.tokens for reply in answers))
 
 
 async def _starting_with(first: T, rest: AsyncGenerator[T, None]) -> AsyncIterator[T]:

@@ -23,6 +23,12 @@ class StaticModel(BaseModel):
     max_tokens: int | None = Field(
         default=None, alias="maxTokens", gt=0, description="cap on tokens generated per request; None: no cap"
     )
+    shares_prefill: bool = Field(
+        default=False,
+        alias="sharesPrefill",
+        description="the backends are localmodel's llama.cpp backend, which decodes a request's n answers "
+        "from one prefill; otherwise each answer is a backend request of its own",
+    )
 
 
 class RouterSettings(BaseSettings):

@@ -10,7 +10,7 @@ from typing import Any
 from localmodel.wire import backend_pb2
 from localmodel_router import grammar
 from localmodel_router.discovery import ModelRoute
-from localmodel_router.errors import BadRequestError
+from localmodel_router.errors import BackendError, BadRequestError
 from localmodel_router.protocol.chat import ChatCompletionRequest, ChatMessage, FunctionCall, ToolCall
 from localmodel_router.protocol.common import FinishReason, GenerationRequest, TokenLogprob
 from localmodel_router.protocol.completions import CompletionRequest
@@ -95,6 +95,34 @@ def per_choice(options: backend_pb2.PredictOptions, n: int) -> list[backend_pb2.
             copy.seed = (options.seed + index) % 2**31  # stays a non-negative int32
         copies.append(copy)
     return copies
+
+
+def join_answers(replies: list[backend_pb2.Reply], n: int) -> list[backend_pb2.Reply]:
+    """A stream of `n` interleaved answers (PredictOptions.n) as one whole Reply per answer, as Predict
+    gives one: its text and log probabilities joined, its last reply's counts and finish."""
+    parts: list[list[backend_pb2.Reply]] = [[] for _ in range(n)]
+    for reply in replies:
+        if reply.index >= n:
+            raise BackendError(f"the backend answered answer {reply.index} of a request for {n}")
+        parts[reply.index].append(reply)
+    check_answers(sum(1 for part in parts if part), n)
+    return [_joined(part) for part in parts]
+
+
+def check_answers(answered: int, n: int) -> None:
+    """Fewer answers than asked for: the backend ignored `n` (one that predates it), a 502 saying so."""
+    if answered < n:
+        raise BackendError(f"the backend gave {answered} of {n} answers: it does not implement n")
+
+
+def _joined(replies: list[backend_pb2.Reply]) -> backend_pb2.Reply:
+    whole = backend_pb2.Reply()
+    whole.CopyFrom(replies[-1])
+    whole.message = b"".join(reply.message for reply in replies)
+    logprobs = [entry for reply in replies if reply.logprobs for entry in json.loads(reply.logprobs)]
+    whole.logprobs = json.dumps(logprobs).encode("utf-8") if logprobs else b""
+    whole.prompt_logprobs = next((reply.prompt_logprobs for reply in replies if reply.prompt_logprobs), b"")
+    return whole
 
 
 def completion_prompts(request: CompletionRequest) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from localmodel_router import translate
 from localmodel_router.discovery import ModelRoute
@@ -29,11 +29,12 @@ from localmodel_router.protocol.chat import (
 )
 from localmodel_router.protocol.common import new_id
 from localmodel_router.protocol.messages import (
+    CountTokensRequest,
     InputBlock,
     InputMessage,
     MessagesRequest,
     ResultBlock,
-    StopReason,
+    StopDetails,
     TextBlock,
     ToolChoice,
     ToolDefinition,
@@ -62,8 +63,15 @@ def messages_options(
     return options, tool_use
 
 
-def chat_request(request: MessagesRequest) -> ChatCompletionRequest:
-    """The chat completion request a Messages request asks for."""
+def count_options(request: CountTokensRequest, route: ModelRoute) -> backend_pb2.PredictOptions:
+    """The backend request whose prompt count_tokens counts: a Messages request's, built the same way
+    (its tools' system prompt included)."""
+    options, _ = translate.chat_options(chat_request(request), route)
+    return options
+
+
+def chat_request(request: CountTokensRequest) -> ChatCompletionRequest:
+    """The chat completion request a Messages request asks for (a token count's: without sampling)."""
     if request.messages[-1].role == "assistant":
         # Anthropic continues a final assistant turn ("prefill"); a chat template would close it and
         # start a new one, which is a different answer.
@@ -77,13 +85,10 @@ def chat_request(request: MessagesRequest) -> ChatCompletionRequest:
     return ChatCompletionRequest(
         model=request.model,
         messages=messages,
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        stop=request.stop_sequences or None,
         tools=[_tool(i, t) for i, t in enumerate(request.tools)] if request.tools else None,
         tool_choice=_tool_choice(request.tool_choice) if request.tool_choice else None,
         response_format=_response_format(request),
+        **_generation(request),
     )
 
 
@@ -98,12 +103,13 @@ def answer_blocks(text: str, tool_use: translate.ToolUse | None) -> list[TextBlo
     ]
 
 
-def stop_reason(reply: backend_pb2.Reply, blocks: list[TextBlock | ToolUseBlock]) -> StopReason:
+def stop(reply: backend_pb2.Reply, blocks: list[TextBlock | ToolUseBlock]) -> StopDetails:
+    """Why the answer ended, and the stop sequence that ended it when one did (the backend says which)."""
     if any(isinstance(block, ToolUseBlock) for block in blocks):
-        return "tool_use"
-    # The backend reports "stop" both for the model's own end and for a stop sequence, without saying
-    # which: both read "end_turn", and stop_sequence stays null.
-    return "max_tokens" if reply.finish_reason == "length" else "end_turn"
+        return StopDetails(stop_reason="tool_use")
+    if reply.stop_sequence:
+        return StopDetails(stop_reason="stop_sequence", stop_sequence=reply.stop_sequence)
+    return StopDetails(stop_reason="max_tokens" if reply.finish_reason == "length" else "end_turn")
 
 
 def message_id() -> str:
@@ -112,6 +118,18 @@ def message_id() -> str:
 
 def tool_use_id() -> str:
     return f"toolu_{uuid.uuid4().hex[:24]}"
+
+
+def _generation(request: CountTokensRequest) -> dict[str, Any]:
+    """A Messages request's token limit, sampling and stop sequences; a token count has none."""
+    if not isinstance(request, MessagesRequest):
+        return {}
+    return {
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "stop": request.stop_sequences or None,
+    }
 
 
 def _chat_messages(index: int, message: InputMessage) -> list[ChatMessage]:
@@ -187,7 +205,7 @@ def _tool_choice(choice: ToolChoice) -> Literal["auto", "required", "none"] | Na
     return NamedToolChoice(function=NamedToolChoiceFunction(name=choice.name))
 
 
-def _response_format(request: MessagesRequest) -> ResponseFormat | None:
+def _response_format(request: CountTokensRequest) -> ResponseFormat | None:
     """Structured output (`output_config.format`) as the chat path's JSON Schema response format."""
     wanted = request.output_config.format if request.output_config else None
     if wanted is None:

@@ -5,6 +5,12 @@ it tokenizes each one and hands it to the lane (lane.py) with a free slot that c
 prompt, else the one with the most free slots. Each lane steps its own batch decoder (decoder.py) on its
 own thread. Tokens cross to the event loop through an asyncio queue per request.
 
+A request for n answers (`SamplingConfig.n`) takes as many free slots of one lane as it can, the lane
+with the most free (there its prompt is prefilled once and copied to the others: decoder.py); the
+answers left over go back to the head of the queue and take the next free slots, in another lane or
+as slots come free. A later answer finds the prompt cached in the slot an earlier one left (all its
+whole prefill chunks kept), so only the prompt's last part is decoded again.
+
 A model that cannot batch — one loaded for embeddings, or one llama.cpp will not give several sequences —
 is served one request at a time on the same thread, and Status says `sequential`.
 """
@@ -49,6 +55,7 @@ class BatchingScheduler:
         self._wake = threading.Condition()
         self._closing = False
         self._calls_running = 0
+        self._prompt_tokens_before = 0  # decoded by lanes stopped since (a model loaded again)
         self._wide = wide_steps()
         self._worker = threading.Thread(target=self._work, name="llama", daemon=True)
         self._worker.start()
@@ -62,8 +69,16 @@ class BatchingScheduler:
 
     @property
     def running(self) -> int:
+        """Sequences being decoded (a request for n answers runs as up to n), or placed to be."""
         with self._wake:  # lanes move requests from inbox to slots under this lock
-            return sum(lane.decoder.active + len(lane.inbox) for lane in self.lanes) + self._calls_running
+            return sum(lane.decoder.active + lane.placed for lane in self.lanes) + self._calls_running
+
+    @property
+    def prompt_tokens_decoded(self) -> int:
+        """Prompt tokens prefilled since start: a reused prefix, and the copies of a prompt that several
+        answers share, are not."""
+        lanes = sum(lane.decoder.prompt_tokens_decoded for lane in self.lanes)
+        return self._prompt_tokens_before + lanes
 
     def kv_usage(self) -> float:
         """Share of all lanes' KV cells held by running sequences."""
@@ -96,7 +111,9 @@ class BatchingScheduler:
         return await asyncio.wrap_future(future)
 
     async def generate(self, prompt: Prompt, sampling: SamplingConfig) -> AsyncIterator[Chunk]:
-        """Stream a generation's chunks; a consumer that leaves early stops it before its next token."""
+        """Stream a generation's chunks (of its `n` answers, interleaved as decoded, each tagged with its
+        index and each answer's last with its finish reason); a consumer that leaves early stops them
+        before their next token."""
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[object] = asyncio.Queue()
         cancelled = threading.Event()
@@ -107,7 +124,7 @@ class BatchingScheduler:
             except RuntimeError:  # the event loop closed under us: nobody is listening any more
                 cancelled.set()
 
-        request = Request(prompt, sampling, send, cancelled)
+        request = Request(prompt, sampling, send, cancelled, answers=range(sampling.n))
         with self._wake:
             if self._closing:
                 raise StoppingError(refusal("the backend is stopping"))
@@ -119,6 +136,7 @@ class BatchingScheduler:
                 self._calls.append(lambda: self._generate_alone(request))
             self._wake.notify_all()
         try:
+            unfinished = sampling.n
             while True:
                 item = await chunks.get()
                 if isinstance(item, Exception):
@@ -126,7 +144,9 @@ class BatchingScheduler:
                 assert isinstance(item, Chunk)
                 yield item
                 if item.finish_reason is not None:
-                    return
+                    unfinished -= 1
+                    if not unfinished:
+                        return
         finally:
             cancelled.set()
             with self._wake:
@@ -170,7 +190,8 @@ class BatchingScheduler:
         return sum(lane.free_slots for lane in self.lanes)
 
     def _place_waiting(self) -> None:
-        """Hand waiting requests, oldest first, to lanes while any has a free slot."""
+        """Hand waiting requests, oldest first, to lanes while any has a free slot; of a request for
+        several answers, as many as the lane has free slots for (the rest wait at the head)."""
         while True:
             with self._wake:
                 if not (self._waiting and self._free_slots()):
@@ -187,17 +208,25 @@ class BatchingScheduler:
             if admission is None:
                 continue
             with self._wake:  # only this thread takes slots, so the one free above is free still
-                tokens = admission.tokens
+                tokens, answers = admission.tokens, len(request.answers)
                 lane = max(
                     (lane for lane in self.lanes if lane.free_slots),
-                    key=lambda lane: (lane.decoder.best_reuse(tokens), lane.free_slots, -lane.index),
+                    key=lambda lane: (
+                        min(lane.free_slots, answers),  # most answers from one prefill first
+                        lane.decoder.best_reuse(tokens),
+                        lane.free_slots,
+                        -lane.index,
+                    ),
                 )
+                if lane.free_slots < answers:
+                    self._waiting.appendleft(admission.split(lane.free_slots))
                 lane.place(admission)
 
     def _stop_lanes(self) -> None:
         lanes, self.lanes = self.lanes, []
         for lane in lanes:
             lane.stop()
+            self._prompt_tokens_before += lane.decoder.prompt_tokens_decoded
 
     def _load(self, config: LoadConfig, slots: int) -> None:
         wanted = slots or default_slots(config.context_size)
@@ -246,10 +275,15 @@ class BatchingScheduler:
         )
 
     def _generate_alone(self, request: Request) -> None:
-        """The sequential path: the whole generation, on this thread, before anything else."""
+        """The sequential path: the whole generation (its answers one after another, each prefilled),
+        on this thread, before anything else."""
         try:
-            if not request.cancelled.is_set():
-                for chunk in self.engine.generate(request.prompt, request.sampling, request.cancelled):
-                    request.send(chunk)
+            for index in request.answers:
+                if request.cancelled.is_set():
+                    return
+                sampling = request.sampling.answer(index)
+                for chunk in self.engine.generate(request.prompt, sampling, request.cancelled):
+                    request.send(replace(chunk, index=index))
+                self._prompt_tokens_before += self.engine.last.prompt_tokens
         except Exception as error:  # re-raised on the event loop, in the caller
             request.send(error)

@@ -21,6 +21,13 @@ is decoded from a position off the chunk grid, in batches of other sizes than a 
 changes the last bits of its numbers: a near-tie at temperature 0 may then go the other way, depending on
 what the slot ran before (SmolLM2 answered "Name three colours." differently when asked twice).
 
+A request for several answers to one prompt (`n`) takes as many slots: its prompt is prefilled in one of
+them and, once its last chunk is decoded, the KV cells are copied to the others (`llama_memory_seq_cp`;
+between KV streams that copies the stream's buffer, bit for bit) and every answer samples its first
+token from the same logits with its own sampler chain (seed + i). From there the answers are sequences
+like any other, so answer i is the one a request of its own with seed + i gets. Answers that find no
+free slot here are placed by the scheduler elsewhere or later (batching.py).
+
 A decoder owns one llama.cpp context and is stepped by one thread (its lane, lane.py); only `prepare`
 and `best_reuse`, which do not touch the context, are called from the scheduler's thread.
 """
@@ -32,7 +39,7 @@ import ctypes
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from threading import Event
 from typing import Any
 
@@ -85,16 +92,30 @@ class Request:
     send: Callable[[object], None]
     cancelled: Event
     arrived: float = field(default_factory=time.perf_counter)
+    answers: range = range(1)  # which of the prompt's answers (`sampling.n`) this request still asks for
 
 
 @dataclass
 class Admission:
-    """A request checked and tokenized, with its sampler, ready to take a slot."""
+    """A request checked and tokenized, with a sampler per answer, ready to take a slot per answer."""
 
     request: Request
     tokens: list[int]
-    sampler: SamplerChain
+    samplers: list[SamplerChain]  # answer request.answers[i]'s
     max_new: int
+
+    def close(self) -> None:
+        for sampler in self.samplers:
+            sampler.close()
+
+    def split(self, count: int) -> Request:
+        """Keep the first `count` answers; the rest as a request of its own, to be placed again."""
+        rest = self.request.answers[count:]
+        for sampler in self.samplers[count:]:
+            sampler.close()
+        self.samplers = self.samplers[:count]
+        self.request = replace(self.request, answers=self.request.answers[:count])
+        return replace(self.request, answers=rest)
 
 
 @dataclass
@@ -114,6 +135,8 @@ class _Sequence:
     last_step: int = 0  # the number of the generation step in which this sequence last got a token
     logprobs: list[TokenLogprob] = field(default_factory=list)  # of tokens not sent in a Chunk yet
     prompt_logprobs: list[TokenLogprob] = field(default_factory=list)  # sent in the first Chunk
+    index: int = 0  # which of the request's answers
+    follows: int | None = None  # the slot whose prompt this answer waits to copy (another answer's)
 
     def chunk(self, text: str, finish_reason: str | None = None) -> Chunk:
         now = time.perf_counter()
@@ -127,8 +150,10 @@ class _Sequence:
             prompt_ms=(first - self.request.arrived) * 1000,
             generation_ms=(now - first) * 1000,
             finish_reason=finish_reason,
+            stop_sequence=self.stops.matched if finish_reason else "",
             logprobs=logprobs,
             prompt_logprobs=prompt,
+            index=self.index,
         )
 
 
@@ -168,6 +193,7 @@ class BatchDecoder:
         self._reuse_chunk = PREFILL_CHUNK if config.prompt_cache == "exact" else 1
         self._sizer = StepSizer()  # also counts the generation steps
         self.slots = [_Slot(i) for i in range(slots)]
+        self.prompt_tokens_decoded = 0  # prefilled, all time: a reused prefix and copied prompts not
 
     # --- what the scheduler asks ---
 
@@ -187,11 +213,13 @@ class BatchDecoder:
         return used, self.context_size * len(self.slots)
 
     def prepare(self, request: Request) -> Admission | None:
-        """Tokenize and check a request and build its sampler; None (the error sent) if it cannot run.
+        """Tokenize and check a request and build a sampler per answer; None (the error sent) if it
+        cannot run.
 
         This touches the model and its vocabulary but not this decoder's context, so the scheduler calls
         it on its own thread while the lanes decode.
         """
+        samplers: list[SamplerChain] = []  # closed again if a later answer's cannot be built
         try:
             tokens = self._engine.prompt_tokens(request.prompt)
             room = self.context_size - len(tokens)
@@ -200,11 +228,14 @@ class BatchDecoder:
                     f"the prompt has {len(tokens)} tokens; the context holds {self.context_size}"
                 )
             self._engine.check_grammar(request.sampling.grammar)
-            sampler = SamplerChain(self._vocab, self._n_vocab, request.sampling)
+            for index in request.answers:
+                samplers.append(SamplerChain(self._vocab, self._n_vocab, request.sampling.answer(index)))
         except (InvalidRequestError, ValueError) as error:
+            for sampler in samplers:
+                sampler.close()
             request.send(error if isinstance(error, InvalidRequestError) else InvalidRequestError(str(error)))
             return None
-        return Admission(request, tokens, sampler, min(request.sampling.max_tokens or room, room))
+        return Admission(request, tokens, samplers, min(request.sampling.max_tokens or room, room))
 
     def best_reuse(self, tokens: list[int]) -> int:
         """The most prompt tokens a free slot here could keep (what placing a request across lanes asks)."""
@@ -214,10 +245,11 @@ class BatchDecoder:
         )
 
     def start(self, admission: Admission) -> None:
-        """Run a prepared request in the free slot that can reuse most of its prompt."""
+        """Run a prepared request in the free slot that can reuse most of its prompt; its further answers
+        in the least recently used other free slots, waiting there for the prompt's KV."""
         request, tokens = admission.request, admission.tokens
         if request.cancelled.is_set():
-            admission.sampler.close()
+            admission.close()
             return
         free = [slot for slot in self.slots if slot.sequence is None]
         reusable = {s.index: reusable_prefix(s.cached, tokens, self._reuse_chunk) for s in free}
@@ -228,18 +260,39 @@ class BatchDecoder:
         llama_cpp.llama_memory_seq_rm(self._memory, slot.index, keep, -1)
         slot.cached = tokens[:keep]
         # GetMetrics reports the latest generation's figures, as on the sequential path; the prompt
-        # tokens it counts are the ones decoded (a reused prefix is not).
+        # tokens it counts are the ones decoded (a reused prefix is not, nor the copies of a prompt).
         stats = self._engine.last = GenerationStats(prompt_tokens=len(tokens) - keep)
-        slot.sequence = _Sequence(
+        first, *more = zip(request.answers, admission.samplers, strict=True)
+        slot.sequence = self._sequence(admission, first, tokens[keep:], keep, stats)
+        others = sorted((s for s in free if s is not slot), key=lambda s: s.last_used)
+        assert len(others) >= len(more), "the scheduler placed more answers than there are free slots"
+        for follower, answer in zip(others, more, strict=False):
+            follower.cached = []  # its cells are replaced by the copy
+            follower.sequence = self._sequence(admission, answer, [], 0, GenerationStats())
+            follower.sequence.follows = slot.index
+
+    @staticmethod
+    def _sequence(
+        admission: Admission,
+        answer: tuple[int, SamplerChain],
+        pending: list[int],
+        pos: int,
+        stats: GenerationStats,
+    ) -> _Sequence:
+        index, sampler = answer
+        request = admission.request
+        sequence = _Sequence(
             request,
-            tokens,
+            admission.tokens,
             admission.max_new,
-            admission.sampler,
-            tokens[keep:],
-            keep,
+            sampler,
+            pending,
+            pos,
             StopMatcher(request.sampling.stop),
             stats,
         )
+        sequence.index = index
+        return sequence
 
     def set_threads(self, threads: int) -> None:
         """Threads for the next decodes; the scheduler shares the cores among the lanes that are busy."""
@@ -254,7 +307,11 @@ class BatchDecoder:
             sequence = slot.sequence
             if sequence is not None and sequence.request.cancelled.is_set():
                 self._finish(slot, "cancelled")
-        prefilling = [s for s in self.slots if s.sequence is not None and s.sequence.prefilling]
+        prefilling = [
+            s
+            for s in self.slots
+            if s.sequence is not None and s.sequence.prefilling and s.sequence.follows is None
+        ]
         if prefilling:
             self._prefill(min(prefilling, key=lambda s: s.sequence.request.arrived))  # type: ignore[union-attr]
         generating = [s for s in self.slots if s.sequence is not None and not s.sequence.prefilling]
@@ -293,15 +350,31 @@ class BatchDecoder:
                 for i, token in enumerate(chunk)
             ]
         )
-        if not self._decode([slot]):
+        followers = [s for s in self.slots if s.sequence is not None and s.sequence.follows == slot.index]
+        if not self._decode([slot, *followers]):
             return
+        self.prompt_tokens_decoded += len(chunk)
         if every:
             self._note_prompt_logprobs(sequence, len(chunk))
         slot.cached.extend(chunk)
         sequence.pos += len(chunk)
         if last:
             sequence.prefilling = False
-            self._take(slot, self._sample(sequence, len(chunk) - 1))
+            for follower in followers:  # before the first token: it may end the answer, free its slot
+                self._copy_prompt(slot, follower)
+            for each in (slot, *followers):  # every answer's first token, from the same logits
+                assert each.sequence is not None
+                self._take(each, self._sample(each.sequence, len(chunk) - 1))
+
+    def _copy_prompt(self, source: _Slot, slot: _Slot) -> None:
+        """Give a waiting answer the prompt's KV, just decoded in `source`. llama.cpp copies the whole KV
+        stream at the start of the next decode, before that decode writes any cell."""
+        prompt, sequence = source.sequence, slot.sequence
+        assert prompt is not None and sequence is not None
+        llama_cpp.llama_memory_seq_cp(self._memory, source.index, slot.index, -1, -1)
+        slot.cached = list(source.cached)
+        sequence.pos, sequence.follows, sequence.prefilling = prompt.pos, None, False
+        sequence.prompt_logprobs = list(prompt.prompt_logprobs)  # each answer's first Chunk has them
 
     def _generate(self, slots: list[_Slot]) -> None:
         entries = []

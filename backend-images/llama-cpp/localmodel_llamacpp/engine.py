@@ -109,8 +109,10 @@ class Chunk:
     prompt_ms: float
     generation_ms: float
     finish_reason: str | None = None  # "stop", "length" or "cancelled"
+    stop_sequence: str = ""  # in the last Chunk: the stop string that ended generation, if one did
     logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens since the previous Chunk, when asked for
     prompt_logprobs: tuple[TokenLogprob, ...] = ()  # of the prompt's tokens, in the first Chunk only
+    index: int = 0  # which answer of the request's `n` this Chunk belongs to
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ class LlamaEngine:
                 prompt_ms=(first - started) * 1000,
                 generation_ms=(now - first) * 1000,
                 finish_reason=finish_reason,
+                stop_sequence=stops.matched if finish_reason else "",
             )
 
         with closing(self._token_stream(llama, tokens, sampling, grammar)) as stream:

@@ -81,7 +81,12 @@ class Lane:
 
     @property
     def free_slots(self) -> int:
-        return self.decoder.free_slots - len(self.inbox)
+        return self.decoder.free_slots - self.placed
+
+    @property
+    def placed(self) -> int:
+        """Slots that the requests placed here and not started yet take (one per answer)."""
+        return sum(len(admission.samplers) for admission in self.inbox)
 
     @property
     def busy(self) -> bool:
@@ -102,7 +107,7 @@ class Lane:
         self._thread.join()
         unloaded = InvalidRequestError("the model was unloaded")
         for admission in self.inbox:  # placed here but never started
-            admission.sampler.close()
+            admission.close()
             admission.request.send(unloaded)
         self.inbox.clear()
         self.decoder.close()
@@ -141,7 +146,7 @@ class Lane:
             self.decoder.start(admission)
         except Exception as error:  # a bug: fail this request, keep the lane serving the others
             log.exception("could not start a generation", extra={"lane": self.index})
-            admission.sampler.close()
+            admission.close()
             admission.request.send(error)
 
     def _share_of_threads(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from localmodel_llamacpp.batching import BatchingScheduler
@@ -31,7 +31,7 @@ class SchedulerCollector(Collector):
     def __init__(self, scheduler: BatchingScheduler) -> None:
         self._scheduler = scheduler
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         scheduler = self._scheduler
         values = (scheduler.waiting, scheduler.running, scheduler.kv_usage())
         for (name, vllm_name, documentation), value in zip(_GAUGES, values, strict=True):
@@ -51,6 +51,13 @@ class SchedulerCollector(Collector):
         yield GaugeMetricFamily(
             "localmodel_backend_lanes", "Decode lanes the slots are spread over", value=len(scheduler.lanes)
         )
+        # vLLM's name too: dashboards read its prefill rate from it.
+        for name in ("localmodel_backend_prompt_tokens", "vllm:prompt_tokens"):
+            yield CounterMetricFamily(
+                name,
+                "Prompt tokens prefilled (a reused prefix and a prompt copied to further answers are not)",
+                value=scheduler.prompt_tokens_decoded,
+            )
 
 
 def serve_metrics(scheduler: BatchingScheduler, port: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +186,18 @@ class SamplingConfig:
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
     logprobs: int | None = None  # each token's log probability and this many top alternatives; None: no
     prompt_logprobs: bool = False  # the prompt's tokens' too (with `logprobs` alternatives each)
+    n: int = 1  # answers to the one prompt (answer i sampled as `answer(i)`)
+
+    def answer(self, index: int) -> SamplingConfig:
+        """How answer `index` of `n` is sampled: seed + index (as a request of its own with that seed
+        would be, the router's old way), each answer a random seed of its own without one."""
+        if self.seed is None or index == 0:
+            return self
+        return replace(self, seed=(self.seed + index) % 2**31)  # stays a non-negative int32
 
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's bound
+MAX_ANSWERS = 128  # OpenAI's bound on `n`
 
 
 def _logit_bias(text: str) -> tuple[tuple[int, float], ...]:
@@ -220,6 +229,8 @@ def sampling_config(request: backend_pb2.PredictOptions) -> SamplingConfig:
         raise OptionsError(f"mirostat: must be 0, 1 or 2, got {request.mirostat}")
     if not 0 <= request.top_logprobs <= MAX_TOP_LOGPROBS:
         raise OptionsError(f"top_logprobs: between 0 and {MAX_TOP_LOGPROBS}, got {request.top_logprobs}")
+    if not 0 <= request.n <= MAX_ANSWERS:
+        raise OptionsError(f"n: between 1 and {MAX_ANSWERS} (0: 1), got {request.n}")
     return SamplingConfig(
         max_tokens=request.tokens,
         temperature=request.temperature,
@@ -240,6 +251,7 @@ def sampling_config(request: backend_pb2.PredictOptions) -> SamplingConfig:
         stop=tuple(s for s in request.stop_prompts if s),
         ignore_eos=request.ignore_eos,
         grammar=request.grammar or None,
+        n=request.n or 1,
     )
 
 

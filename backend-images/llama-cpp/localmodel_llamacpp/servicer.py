@@ -83,6 +83,10 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
         return backend_pb2.Result(success=True, message=f"loaded {config.model_path}")
 
     async def Predict(self, request: backend_pb2.PredictOptions, context: Any) -> backend_pb2.Reply:
+        if request.n > 1:  # one Reply holds one answer
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "n > 1: call PredictStream, whose replies name their answer"
+            )
         parts: list[str] = []
         logprobs: list[TokenLogprob] = []
         prompt: tuple[TokenLogprob, ...] = ()
@@ -111,8 +115,13 @@ class BackendServicer(backend_pb2_grpc.BackendServicer):
     async def TokenizeString(
         self, request: backend_pb2.PredictOptions, context: Any
     ) -> backend_pb2.TokenizationResponse:
+        # Chat messages: the prompt that Predict would decode (chat template and BOS included).
         async with _status_codes(context):
-            tokens = await self._scheduler.run(self._engine.tokenize, request.prompt)
+            prompt = _prompt(request)
+            if prompt.messages is None:
+                tokens = await self._scheduler.run(self._engine.tokenize, request.prompt)
+            else:
+                tokens = await self._scheduler.run(self._engine.prompt_tokens, prompt)
         return backend_pb2.TokenizationResponse(length=len(tokens), tokens=tokens)
 
     async def Detokenize(self, request: backend_pb2.PredictOptions, context: Any) -> backend_pb2.Reply:
@@ -195,6 +204,8 @@ def _reply(text: str, chunk: Chunk, logprobs: tuple[TokenLogprob, ...] | None = 
         timing_prompt_processing=chunk.prompt_ms,
         timing_token_generation=chunk.generation_ms,
         finish_reason=chunk.finish_reason or "",
+        stop_sequence=chunk.stop_sequence,
+        index=chunk.index,
     )
 
 

@@ -13,15 +13,18 @@ from dataclasses import dataclass, field
 @dataclass
 class StopMatcher:
     stops: tuple[str, ...]
+    matched: str = field(default="", init=False)  # the stop string that was reached, once one is
     _held: str = field(default="", init=False)
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Add a piece; return the text that is safe to send and whether a stop string was reached."""
         pending = self._held + text
-        hits = [i for i in (pending.find(s) for s in self.stops if s) if i >= 0]
+        hits = [(i, stop) for stop in self.stops if stop and (i := pending.find(stop)) >= 0]
         if hits:
+            # The earliest in the text wins; of two starting there, the one listed first.
+            at, self.matched = min(hits, key=lambda hit: hit[0])
             self._held = ""
-            return pending[: min(hits)], True
+            return pending[:at], True
         keep = self._longest_stop_prefix_suffix(pending)
         self._held = pending[len(pending) - keep :] if keep else ""
         return pending[: len(pending) - keep], False

@@ -27,6 +27,10 @@ class ModelRoute:
     # What the model is served for (LocalModel `tasks`: chat, completion, embedding, rerank); None: not
     # known (a fixed backend address), so every endpoint is tried.
     tasks: frozenset[str] | None = None
+    # Its backends are localmodel's llama.cpp engine, which gives a request's `n` answers from one
+    # prefill (PredictOptions.n, Reply.index); others (a fixed address, an image of one's own) get one
+    # call per answer.
+    shares_prefill: bool = False
     created: int = 0  # unix seconds, for /v1/models
     owned_by: str = "localmodel"
     load_balancing: LoadBalancing = LoadBalancing()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from localmodel.spec import LocalModel
+from localmodel.spec import BackendType, LocalModel
 from localmodel_router.discovery import ModelRoute
 
 
@@ -31,6 +31,7 @@ def route_for(
         aliases=tuple(spec.aliases),
         max_tokens=spec.max_tokens,
         tasks=frozenset(str(task) for task in spec.tasks),
+        shares_prefill=spec.backend.type == BackendType.LLAMA_CPP and not external and not spec.backend.image,
         created=int(created_at(model)) if created is None else created,
         owned_by=namespace or "localmodel",
         # No ready endpoint: wait if replicas are wanted (pods starting), or ask for one (minReplicas 0).

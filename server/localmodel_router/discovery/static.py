@@ -21,6 +21,7 @@ class StaticDiscovery:
                         endpoints=tuple(model.endpoints),
                         aliases=tuple(model.aliases),
                         max_tokens=model.max_tokens,
+                        shares_prefill=model.shares_prefill,
                         created=created,
                     )
                     for model in models

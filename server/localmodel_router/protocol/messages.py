@@ -1,4 +1,5 @@
-"""POST /v1/messages: Anthropic's Messages API (request, message, stream events, error).
+"""POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API (request, message, stream
+events, token count, error).
 
 Content blocks of a type this router cannot use still parse (as `UnsupportedBlock`), so that the
 refusal is a 400 naming the block and what is supported, not a validation error about union tags.
@@ -98,20 +99,31 @@ class OutputConfig(AnthropicRequest):
     format: OutputFormat | None = None  # structured output; `effort` and the like are ignored
 
 
-class MessagesRequest(AnthropicRequest):
+class CountTokensRequest(AnthropicRequest):
+    """What makes a Messages request's prompt: the body of count_tokens, and the start of a message's."""
+
     model: str
-    max_tokens: int = Field(ge=1, le=INT32_MAX)
     messages: list[InputMessage] = Field(min_length=1)
     system: str | list[InputBlock] | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    output_config: OutputConfig | None = None
+
+
+class MessagesRequest(CountTokensRequest):
+    max_tokens: int = Field(ge=1, le=INT32_MAX)
     stop_sequences: list[str] | None = None
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0, le=INT32_MAX)
-    tools: list[ToolDefinition] | None = None
-    tool_choice: ToolChoice | None = None
-    output_config: OutputConfig | None = None
     stream: bool = False
     metadata: dict[str, Any] | None = None  # accepted and ignored
+
+
+class MessageTokensCount(BaseModel):
+    """count_tokens' answer: the prompt's tokens, as `usage.input_tokens` of the same request counts them."""
+
+    input_tokens: int
 
 
 class MessageUsage(BaseModel):

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from localmodel_router.discovery import Discovery
+from localmodel_router import translate
+from localmodel_router.discovery import Discovery, ModelRoute
 from localmodel_router.dispatch import Dispatcher
 from localmodel_router.errors import BadRequestError
 from localmodel_router.protocol.chat import ChatCompletionChunk
 from localmodel_router.protocol.common import GenerationRequest, usage
 from localmodel_router.protocol.completions import Completion
 from localmodel_router.streaming import event
+
+if TYPE_CHECKING:
+    from localmodel.wire import backend_pb2
 
 T = TypeVar("T")
 
@@ -53,6 +58,45 @@ class Service:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _answers(
+        self, route: ModelRoute, options: backend_pb2.PredictOptions, n: int
+    ) -> list[backend_pb2.Reply]:
+        """`n` whole answers to one prompt: from one backend stream where the backend shares their
+        prefill (route.shares_prefill), else one Predict each, side by side."""
+        if n == 1:
+            return [await self._dispatcher.predict(route, options)]
+        if route.shares_prefill:
+            options.n = n
+            stream = await self._dispatcher.stream(route, options)
+            return translate.join_answers([reply async for reply in stream], n)
+        calls = [
+            functools.partial(self._dispatcher.predict, route, o) for o in translate.per_choice(options, n)
+        ]
+        return await self._each(calls)
+
+    async def _answer_stream(
+        self, route: ModelRoute, options: backend_pb2.PredictOptions, n: int
+    ) -> AsyncIterator[backend_pb2.Reply]:
+        """An open stream of `n` answers to one prompt, each reply naming its answer (`index`): the
+        backend's own interleaving where it shares their prefill, else one stream per answer in turn.
+        Errors before the first reply are raised here."""
+        if n == 1 or route.shares_prefill:
+            options.n = n if n > 1 else 0
+            return await self._dispatcher.stream(route, options)
+        each = translate.per_choice(options, n)
+        return self._in_turn(route, each, await self._dispatcher.stream(route, each[0]))
+
+    async def _in_turn(
+        self,
+        route: ModelRoute,
+        each: list[backend_pb2.PredictOptions],
+        first: AsyncIterator[backend_pb2.Reply],
+    ) -> AsyncIterator[backend_pb2.Reply]:
+        for index, options in enumerate(each):
+            async for reply in first if index == 0 else await self._dispatcher.stream(route, options):
+                reply.index = index
+                yield reply
 
     def _check_count(self, param: str, count: int) -> None:
         """At most `max_inputs` prompts or inputs in one request (400 naming `param`)."""

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 from localmodel_router import translate
-from localmodel_router.discovery import ModelRoute
 from localmodel_router.protocol.chat import (
     AssistantMessage,
     ChatChoice,
@@ -32,12 +30,7 @@ class ChatService(Service):
         route = self._discovery.table().resolve(request.model, "chat")
         options, tool_use = translate.chat_options(request, route)
         self._check_count("n", request.n)
-        replies = await self._each(
-            [
-                functools.partial(self._dispatcher.predict, route, o)
-                for o in translate.per_choice(options, request.n)
-            ]
-        )
+        replies = await self._answers(route, options, request.n)
         return ChatCompletion(
             id=new_id("chatcmpl"),
             created=now(),
@@ -45,29 +38,28 @@ class ChatService(Service):
             choices=[
                 _choice(index, reply, tool_use, request.logprobs) for index, reply in enumerate(replies)
             ],
-            # The prompt is read once per answer, but it is one prompt: counted once, as OpenAI counts it.
+            # Every answer reads the same prompt: counted once, as OpenAI counts it.
             usage=usage(replies[0].prompt_tokens, sum(reply.tokens for reply in replies)),
         )
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[str]:
-        """SSE events; the first backend stream is open (errors raised here) before the first event is
-        made. With n > 1 the answers follow one another, each chunk naming its choice's index."""
+        """SSE events; the backend stream is open (errors raised here) before the first event is made.
+        With n > 1 the answers' chunks interleave as they are decoded, each naming its choice's index."""
         route = self._discovery.table().resolve(request.model, "chat")
         options, tool_use = translate.chat_options(request, route)
         self._check_count("n", request.n)
-        each = translate.per_choice(options, request.n)
-        return self._events(request, route, each, await self._dispatcher.stream(route, each[0]), tool_use)
+        return self._events(request, await self._answer_stream(route, options, request.n), tool_use)
 
     async def _events(
         self,
         request: ChatCompletionRequest,
-        route: ModelRoute,
-        each: list[backend_pb2.PredictOptions],
-        first_replies: AsyncIterator[backend_pb2.Reply],
+        replies: AsyncIterator[backend_pb2.Reply],
         tool_use: translate.ToolUse | None,
     ) -> AsyncIterator[str]:
         completion_id, created = new_id("chatcmpl"), now()
-        prompt_tokens = completion_tokens = 0
+        last: dict[int, backend_pb2.Reply] = {}  # each answer's latest reply
+        texts: dict[int, list[str]] = {}  # with tools, each answer's text: a tool call is parsed whole
+        ended: set[int] = set()
 
         def chunk(
             index: int,
@@ -80,24 +72,11 @@ class ChatService(Service):
                 ChatCompletionChunk(id=completion_id, created=created, model=request.model, choices=[choice])
             )
 
-        for index, options in enumerate(each):
-            replies = first_replies if index == 0 else await self._dispatcher.stream(route, options)
-            yield chunk(index, ChatDelta(role="assistant", content=""))
-            last, text = None, []
-            async for reply in replies:
-                last = reply
-                piece = reply.message.decode("utf-8", "replace")
-                if tool_use is not None:
-                    text.append(piece)  # a tool call can only be parsed whole
-                elif piece or reply.logprobs:
-                    logprobs = (
-                        ChoiceLogprobs(content=translate.token_logprobs(reply)) if request.logprobs else None
-                    )
-                    yield chunk(index, ChatDelta(content=piece), logprobs=logprobs)
-            assert last is not None  # an open stream has at least its first reply
-            finish: FinishReason = translate.finish_reason(last)
+        def ending(index: int) -> Iterator[str]:
+            ended.add(index)
+            finish: FinishReason = translate.finish_reason(last[index])
             if tool_use is not None:
-                answer = "".join(text)
+                answer = "".join(texts[index])
                 calls = translate.tool_calls(answer, tool_use)
                 if calls:
                     deltas = [
@@ -108,10 +87,34 @@ class ChatService(Service):
                 elif answer:
                     yield chunk(index, ChatDelta(content=answer))
             yield chunk(index, ChatDelta(), finish)
-            prompt_tokens = last.prompt_tokens
-            completion_tokens += last.tokens
+
+        async for reply in replies:
+            index = reply.index
+            if index not in last:
+                yield chunk(index, ChatDelta(role="assistant", content=""))
+            last[index] = reply
+            piece = reply.message.decode("utf-8", "replace")
+            if tool_use is not None:
+                texts.setdefault(index, []).append(piece)
+            elif piece or reply.logprobs:
+                logprobs = (
+                    ChoiceLogprobs(content=translate.token_logprobs(reply)) if request.logprobs else None
+                )
+                yield chunk(index, ChatDelta(content=piece), logprobs=logprobs)
+            if reply.finish_reason:
+                for text in ending(index):
+                    yield text
+        translate.check_answers(len(last), request.n)
+        for index in sorted(last.keys() - ended):  # a backend that names no finish ends with its stream
+            for text in ending(index):
+                yield text
         tokens = usage_event(
-            request, ChatCompletionChunk, completion_id, created, prompt_tokens, completion_tokens
+            request,
+            ChatCompletionChunk,
+            completion_id,
+            created,
+            max(reply.prompt_tokens for reply in last.values()),
+            sum(reply.tokens for reply in last.values()),
         )
         if tokens is not None:
             yield tokens

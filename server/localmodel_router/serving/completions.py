@@ -1,4 +1,4 @@
-"""Text completions: one backend generation per prompt."""
+"""Text completions: one backend generation per prompt (of its n answers)."""
 
 from __future__ import annotations
 
@@ -26,42 +26,44 @@ class CompletionService(Service):
     async def complete(self, request: CompletionRequest) -> Completion:
         route = self._discovery.table().resolve(request.model, "completion")
         options = self._options(request, route)
-        replies = await self._each([functools.partial(self._dispatcher.predict, route, o) for o in options])
-        wanted = request.logprobs is not None
+        n, wanted = request.n, request.logprobs is not None
+        # Choice p * n + i is prompt p's answer i, as OpenAI orders them.
+        answers = await self._each([functools.partial(self._answers, route, o, n) for o in options])
         choices = [
             CompletionChoice(
-                index=i,
+                index=p * n + i,
                 text=(o.prompt if request.echo else "") + r.message.decode("utf-8", "replace"),
                 finish_reason=translate.finish_reason(r),
                 logprobs=CompletionLogprobs.of(_entries(r, request.echo)) if wanted else None,
             )
-            for i, (o, r) in enumerate(zip(options, replies, strict=True))
+            for p, (o, replies) in enumerate(zip(options, answers, strict=True))
+            for i, r in enumerate(replies)
         ]
-        prompt_tokens = sum(r.prompt_tokens for r in replies[:: request.n])  # each prompt counted once
         return Completion(
             id=new_id("cmpl"),
             created=now(),
             model=request.model,
             choices=choices,
-            usage=usage(prompt_tokens, sum(r.tokens for r in replies)),
+            # Each prompt counted once, however many answers it gets.
+            usage=usage(
+                sum(replies[0].prompt_tokens for replies in answers),
+                sum(r.tokens for replies in answers for r in replies),
+            ),
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[str]:
-        """SSE events for each prompt in turn; the first backend stream is open before any event."""
+        """SSE events for each prompt in turn (its n answers interleaved); the first backend stream is
+        open before any event."""
         route = self._discovery.table().resolve(request.model, "completion")
         options = self._options(request, route)
-        return self._events(request, route, options, await self._dispatcher.stream(route, options[0]))
+        first = await self._answer_stream(route, options[0], request.n)
+        return self._events(request, route, options, first)
 
     def _options(self, request: CompletionRequest, route: ModelRoute) -> list[backend_pb2.PredictOptions]:
-        """One backend request per prompt and answer (`n` each: choice `p * n + i` is prompt p's answer i,
-        as OpenAI orders them), their number checked before any is translated."""
+        """One backend request per prompt, their answers' number checked before any is translated."""
         prompts = translate.completion_prompts(request)
         self._check_count("prompt", len(prompts) * request.n)
-        return [
-            each
-            for prompt in prompts
-            for each in translate.per_choice(translate.completion_options(request, prompt, route), request.n)
-        ]
+        return [translate.completion_options(request, prompt, route) for prompt in prompts]
 
     async def _events(
         self,
@@ -70,7 +72,7 @@ class CompletionService(Service):
         options: list[backend_pb2.PredictOptions],
         first_replies: AsyncIterator[backend_pb2.Reply],
     ) -> AsyncIterator[str]:
-        completion_id, created = new_id("cmpl"), now()
+        completion_id, created, n = new_id("cmpl"), now(), request.n
         prompt_tokens = completion_tokens = 0
 
         def chunk(
@@ -82,24 +84,30 @@ class CompletionService(Service):
             choice = CompletionChoice(index=index, text=text, finish_reason=finish, logprobs=logprobs)
             return event(Completion(id=completion_id, created=created, model=request.model, choices=[choice]))
 
-        for index, prompt_options in enumerate(options):
-            replies = first_replies if index == 0 else await self._dispatcher.stream(route, prompt_options)
-            last, offset = None, 0
+        for p, prompt_options in enumerate(options):
+            replies = first_replies if p == 0 else await self._answer_stream(route, prompt_options, n)
+            last: dict[int, backend_pb2.Reply] = {}  # each answer's latest reply
+            offsets: dict[int, int] = {}
+            ended: set[int] = set()
             async for reply in replies:
-                echo = request.echo and last is None  # the prompt goes first, with the first reply
-                last = reply
+                index = p * n + reply.index
+                echo = request.echo and index not in last  # the prompt goes first, with the first reply
+                last[index] = reply
                 if reply.message or reply.logprobs or echo:
                     text = (prompt_options.prompt if echo else "") + reply.message.decode("utf-8", "replace")
                     logprobs = None
                     if request.logprobs is not None:
-                        logprobs = CompletionLogprobs.of(_entries(reply, echo), offset)
+                        logprobs = CompletionLogprobs.of(_entries(reply, echo), offsets.get(index, 0))
                     yield chunk(index, text, logprobs=logprobs)
-                    offset += len(text)
-            assert last is not None
-            yield chunk(index, "", translate.finish_reason(last))
-            if index % request.n == 0:  # each prompt counted once, however many answers it gets
-                prompt_tokens += last.prompt_tokens
-            completion_tokens += last.tokens
+                    offsets[index] = offsets.get(index, 0) + len(text)
+                if reply.finish_reason:
+                    ended.add(index)
+                    yield chunk(index, "", translate.finish_reason(reply))
+            translate.check_answers(len(last), n)
+            for index in sorted(last.keys() - ended):  # a backend that names no finish ends with its stream
+                yield chunk(index, "", translate.finish_reason(last[index]))
+            prompt_tokens += max(reply.prompt_tokens for reply in last.values())
+            completion_tokens += sum(reply.tokens for reply in last.values())
         tokens = usage_event(request, Completion, completion_id, created, prompt_tokens, completion_tokens)
         if tokens is not None:
             yield tokens

@@ -1,5 +1,6 @@
 """Anthropic's Messages API over the chat path: the same backend request and dispatcher calls as a chat
-completion, answered as a message or as Anthropic's stream of events."""
+completion, answered as a message or as Anthropic's stream of events; and the token count of its prompt,
+which the backend renders and tokenizes as it would for generation."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from localmodel_router.protocol.messages import (
     ContentBlockDelta,
     ContentBlockStart,
     ContentBlockStop,
+    CountTokensRequest,
     InputJsonDelta,
     Message,
     MessageDelta,
     MessagesRequest,
     MessageStart,
     MessageStop,
+    MessageTokensCount,
     MessageUsage,
     Ping,
-    StopDetails,
     TextBlock,
     TextDelta,
     ToolUseBlock,
@@ -38,11 +40,13 @@ class MessagesService(Service):
         options, tool_use = translate_messages.messages_options(request, route)
         reply = await self._dispatcher.predict(route, options)
         blocks = translate_messages.answer_blocks(reply.message.decode("utf-8", "replace"), tool_use)
+        stop = translate_messages.stop(reply, blocks)
         return Message(
             id=translate_messages.message_id(),
             model=request.model,
             content=blocks,
-            stop_reason=translate_messages.stop_reason(reply, blocks),
+            stop_reason=stop.stop_reason,
+            stop_sequence=stop.stop_sequence,
             usage=_usage(reply),
         )
 
@@ -51,6 +55,13 @@ class MessagesService(Service):
         route = self._discovery.table().resolve(request.model, "chat")
         options, tool_use = translate_messages.messages_options(request, route)
         return _events(request, await self._dispatcher.stream(route, options), tool_use)
+
+    async def count_tokens(self, request: CountTokensRequest) -> MessageTokensCount:
+        """The tokens of the prompt `create` would send for the same request (its `usage.input_tokens`)."""
+        route = self._discovery.table().resolve(request.model, "chat")
+        options = translate_messages.count_options(request, route)
+        result = await self._dispatcher.unary(route, lambda stub, t: stub.TokenizeString(options, timeout=t))
+        return MessageTokensCount(input_tokens=len(result.tokens))
 
 
 async def _events(
@@ -89,8 +100,7 @@ async def _events(
         for index, block in enumerate(blocks):
             for item in _whole_block(index, block):
                 yield item
-    stop = StopDetails(stop_reason=translate_messages.stop_reason(last, blocks))
-    yield event(MessageDelta(delta=stop, usage=_usage(last)))
+    yield event(MessageDelta(delta=translate_messages.stop(last, blocks), usage=_usage(last)))
     yield event(MessageStop())
 
 

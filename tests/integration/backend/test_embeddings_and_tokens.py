@@ -66,3 +66,17 @@ def test_a_token_outside_the_vocabulary_is_refused_and_the_backend_still_serves(
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"token id {token} is outside the model's vocabulary (0 to 49151)" in caught.value.details()
     assert len(embed(embedder, "still serving")) == SMOLLM2_EMBEDDING_SIZE
+
+
+def test_tokenizing_chat_messages_counts_the_prompt_predict_decodes(chat) -> None:
+    """With use_tokenizer_template, TokenizeString renders the messages with the model's chat template
+    (and BOS) as Predict does: its count is Predict's prompt_tokens (what count_tokens answers)."""
+    messages = [
+        backend_pb2.Message(role="system", content="You are terse."),
+        backend_pb2.Message(role="user", content="Name a colour."),
+    ]
+    request = backend_pb2.PredictOptions(messages=messages, use_tokenizer_template=True, tokens=1)
+    counted = chat.TokenizeString(request)
+    assert counted.length == len(counted.tokens) == chat.Predict(request).prompt_tokens
+    plain = chat.TokenizeString(backend_pb2.PredictOptions(prompt="Name a colour.")).length
+    assert counted.length > plain + 5  # the template's own tokens around the two messages

@@ -70,15 +70,23 @@ def test_stop_string_ends_the_answer_before_it(chat, stream: bool) -> None:
     start = len(full) // 2
     stop = full[start : start + 5]
     request.stop_prompts.append(stop)
+    request.stop_prompts.append("never in this answer: " + stop)
     if stream:
         text, replies = streamed(chat, request)
-        finish = replies[-1].finish_reason
+        last = replies[-1]
+        assert not any(r.stop_sequence for r in replies[:-1])
     else:
-        reply = chat.Predict(request)
-        text, finish = reply.message.decode(), reply.finish_reason
+        last = chat.Predict(request)
+        text = last.message.decode()
     assert text == full[: full.index(stop)]
     assert stop not in text
-    assert finish == "stop"
+    assert last.finish_reason == "stop"
+    assert last.stop_sequence == stop  # which stop string ended it (Anthropic's stop_sequence)
+
+
+def test_an_answer_the_model_ended_names_no_stop_string(chat) -> None:
+    reply = chat.Predict(chat_request("Say hi.", tokens=64, temperature=0, stop_prompts=["zzzz"]))
+    assert reply.finish_reason == "stop" and reply.stop_sequence == ""
 
 
 CITY_GRAMMAR = r"""

@@ -40,7 +40,12 @@ def router(
     """The router with models from a config file (as users write one) plus a flag."""
     config = {
         "models": [
-            {"name": "smollm2", "aliases": ["gpt-4o-mini"], "endpoints": [chat_backend.address]},
+            {
+                "name": "smollm2",
+                "aliases": ["gpt-4o-mini"],
+                "endpoints": [chat_backend.address],
+                "sharesPrefill": True,  # n answers from one backend call; "flaky" gets one call per answer
+            },
             {"name": "gemma3", "endpoints": [gemma_backend.address], "maxTokens": GEMMA_MAX_TOKENS},
             {"name": "smollm2-embed", "endpoints": [embedding_backend.address]},
             # First replica down: requests must move on to the second.

@@ -109,11 +109,24 @@ def test_stop_sequences_end_the_answer_before_the_sequence(router: RouterProcess
     stopped = client(router).messages.create(**options, stop_sequences=["5"])
     text = stopped.content[0].text
     assert "5" not in text and free.content[0].text.startswith(text) and len(text) < len(free.content[0].text)
-    # The backend reports "stop" both for the model's own end and for a stop sequence, without saying
-    # which, so the router answers "end_turn" and no stop_sequence (README, Anthropic Messages API).
-    assert stopped.stop_reason == "end_turn" and stopped.stop_sequence is None
-    with client(router).messages.stream(**options, stop_sequences=["5"]) as stream:
-        assert stream.get_final_text() == text
+    assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", "5")  # the backend says which
+    assert free.stop_sequence is None
+    with client(router).messages.stream(**options, stop_sequences=["7", "5"]) as stream:
+        streamed = stream.get_final_message()
+    assert (streamed.stop_reason, streamed.stop_sequence) == ("stop_sequence", "5")
+    assert streamed.content[0].text == text
+
+
+def test_count_tokens_counts_what_the_message_reads(router: RouterProcess) -> None:
+    for extra in ({}, {"system": "Answer in French."}, {"tools": [WEATHER_TOOL]}):
+        ask: dict[str, Any] = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi!"}], **extra}
+        counted = client(router).messages.count_tokens(**ask)
+        created = client(router).messages.create(**ask, max_tokens=1)
+        assert counted.input_tokens == created.usage.input_tokens > 0, extra
+    with pytest.raises(anthropic.NotFoundError):
+        client(router).messages.count_tokens(model="nope", messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(anthropic.BadRequestError):
+        client(router).messages.count_tokens(model="smollm2", messages=[])
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])

@@ -255,29 +255,55 @@ def test_logit_bias_outside_the_vocabulary_is_400(router: RouterProcess) -> None
         client.completions.create(model="smollm2", prompt="Hi", max_tokens=2, logit_bias={"5": 101})  # type: ignore[dict-item]
 
 
-def test_n_answers_in_one_request_streamed_or_not(router: RouterProcess) -> None:
-    client = router.client()
-    ask = {"model": "smollm2", "messages": [{"role": "user", "content": "Name a color."}], "max_tokens": 8}
-    several = client.chat.completions.create(**ask, n=3, temperature=1.0, seed=11)  # type: ignore[call-overload]
+def n_answers(client: openai.OpenAI, model: str) -> tuple[list[str], list[int]]:
+    """Chat's n = 3 answers, checked whole and streamed, and the order in which streamed chunks came."""
+    ask = {"model": model, "messages": [{"role": "user", "content": "Name a color."}], "max_tokens": 8}
+    several = client.chat.completions.create(**ask, n=3, temperature=1.0, seed=11, logprobs=True)  # type: ignore[call-overload]
     assert [choice.index for choice in several.choices] == [0, 1, 2]
+    # usage counts every answer's tokens (a logprob each)
+    assert several.usage.completion_tokens == sum(len(c.logprobs.content) for c in several.choices)  # type: ignore[union-attr]
     answers = [choice.message.content for choice in several.choices]
     assert all(answers) and len(set(answers)) > 1  # seeds 11, 12, 13: different samples
     again = client.chat.completions.create(**ask, n=3, temperature=1.0, seed=11)  # type: ignore[call-overload]
     assert [choice.message.content for choice in again.choices] == answers  # and reproducible
     one = client.chat.completions.create(**ask, temperature=1.0, seed=11)  # type: ignore[call-overload]
     assert several.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt counted once
+    assert answers[0] == one.choices[0].message.content  # answer 0: the request's own seed
     streamed: dict[int, str] = {}
+    order: list[int] = []
     stream = client.chat.completions.create(**ask, n=3, temperature=1.0, seed=11, stream=True)  # type: ignore[call-overload]
     finished = set()
     for chunk in stream:
         for choice in chunk.choices:
+            order.append(choice.index)
             streamed[choice.index] = streamed.get(choice.index, "") + (choice.delta.content or "")
             if choice.finish_reason:
                 finished.add(choice.index)
     assert [streamed[i] for i in range(3)] == answers and finished == {0, 1, 2}
+    return answers, order
+
+
+def test_n_answers_from_one_prefill_equal_one_call_each(router: RouterProcess) -> None:
+    client = router.client()
+    shared, shared_order = n_answers(client, "smollm2")  # the backend decodes the three together
+    separate, separate_order = n_answers(client, "flaky")  # a backend call per answer, in turn
+    assert shared == separate  # answer i is the one seed + i gives, however it is decoded
+    assert shared_order != sorted(shared_order), "one prefill: the answers' chunks interleave"
+    assert separate_order == sorted(separate_order), "one call each: answers streamed one after another"
     text = client.completions.create(model="smollm2", prompt=["A", "B"], n=2, max_tokens=4, temperature=0)
     assert [choice.index for choice in text.choices] == [0, 1, 2, 3]  # prompt p's answer i is p * n + i
     assert text.choices[0].text == text.choices[1].text  # greedy: n equal answers, as OpenAI gives
+    assert text.usage.prompt_tokens == sum(
+        client.completions.create(model="smollm2", prompt=p, max_tokens=1).usage.prompt_tokens for p in "AB"
+    )  # each prompt counted once
+    streamed = client.completions.create(
+        model="smollm2", prompt=["A", "B"], n=2, max_tokens=4, temperature=0, stream=True
+    )
+    pieces: dict[int, str] = {}
+    for chunk in streamed:
+        for choice in chunk.choices:
+            pieces[choice.index] = pieces.get(choice.index, "") + choice.text
+    assert [pieces[i] for i in range(4)] == [choice.text for choice in text.choices]
 
 
 def test_chat_log_probabilities_streamed_or_not(router: RouterProcess) -> None:

@@ -37,3 +37,22 @@ def test_text_that_may_start_a_stop_string_is_held_back() -> None:
     assert matcher.feed("go ST") == ("go ", False)
     assert matcher.feed("O") == ("", False)
     assert matcher.feed("RM") == ("STORM", False)
+
+
+@pytest.mark.parametrize(
+    ("stops", "pieces", "matched"),
+    [
+        (("END",), ["abc E", "N", "D more"], "END"),
+        (("xyz", "b"), ["aaxyb"], "b"),  # the earliest in the text
+        (("ab", "abc"), ["xabc"], "ab"),  # two starting at one place: the one listed first
+        (("END",), ["abc EN"], ""),  # none reached
+    ],
+)
+def test_the_stop_string_reached_is_remembered(
+    stops: tuple[str, ...], pieces: list[str], matched: str
+) -> None:
+    matcher = StopMatcher(stops)
+    for piece in pieces:
+        if matcher.feed(piece)[1]:
+            break
+    assert matcher.matched == matched

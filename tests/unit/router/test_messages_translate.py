@@ -9,7 +9,13 @@ from localmodel.wire import backend_pb2
 from localmodel_router import translate, translate_messages
 from localmodel_router.discovery import ModelRoute
 from localmodel_router.errors import BadRequestError
-from localmodel_router.protocol.messages import MessagesRequest, TextBlock, ToolUseBlock
+from localmodel_router.protocol.messages import (
+    CountTokensRequest,
+    MessagesRequest,
+    StopDetails,
+    TextBlock,
+    ToolUseBlock,
+)
 
 ROUTE = ModelRoute(name="m", endpoints=("h:1",))
 TOOL = {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
@@ -193,8 +199,16 @@ def test_a_token_cap_is_enforced_as_for_chat() -> None:
 def test_answers_become_blocks_and_stop_reasons() -> None:
     text = translate_messages.answer_blocks("Hello", None)
     assert text == [TextBlock(text="Hello")]
-    assert translate_messages.stop_reason(backend_pb2.Reply(finish_reason="stop"), text) == "end_turn"
-    assert translate_messages.stop_reason(backend_pb2.Reply(finish_reason="length"), text) == "max_tokens"
+    assert translate_messages.stop(backend_pb2.Reply(finish_reason="stop"), text) == StopDetails(
+        stop_reason="end_turn"
+    )
+    assert translate_messages.stop(backend_pb2.Reply(finish_reason="length"), text) == StopDetails(
+        stop_reason="max_tokens"
+    )
+    by_stop_sequence = backend_pb2.Reply(finish_reason="stop", stop_sequence="END")
+    assert translate_messages.stop(by_stop_sequence, text) == StopDetails(
+        stop_reason="stop_sequence", stop_sequence="END"
+    )
 
     tool_use = translate.ToolUse([{"type": "function", "function": {"name": "get_weather"}}])
     call = translate_messages.answer_blocks(
@@ -202,5 +216,27 @@ def test_answers_become_blocks_and_stop_reasons() -> None:
     )
     assert len(call) == 1 and isinstance(call[0], ToolUseBlock) and call[0].id.startswith("toolu_")
     assert (call[0].name, call[0].input) == ("get_weather", {"city": "Paris"})
-    assert translate_messages.stop_reason(backend_pb2.Reply(finish_reason="stop"), call) == "tool_use"
+    assert translate_messages.stop(backend_pb2.Reply(finish_reason="stop"), call).stop_reason == "tool_use"
     assert translate_messages.answer_blocks("It is sunny.", tool_use) == [TextBlock(text="It is sunny.")]
+
+
+def test_a_token_count_renders_the_prompt_a_message_would() -> None:
+    """count_tokens sends the backend the prompt of the same Messages request: its messages, system
+    prompt and tools' system prompt; no limit, sampling or stop sequences of its own."""
+    prompt = {"system": "Be brief.", "tools": [TOOL], "tool_choice": {"type": "any"}}
+    message, _ = translate_messages.messages_options(request(**prompt, stop_sequences=["END"]), ROUTE)
+    counted = translate_messages.count_options(
+        CountTokensRequest.model_validate(
+            {"model": "m", "messages": [{"role": "user", "content": "hi"}], **prompt}
+        ),
+        ROUTE,
+    )
+    assert counted.use_tokenizer_template and list(counted.messages) == list(message.messages)
+    assert (counted.tokens, list(counted.stop_prompts)) == (0, [])
+
+
+def test_a_token_count_refuses_what_a_message_refuses() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "x"}}
+    body = {"model": "m", "messages": [{"role": "user", "content": [image]}]}
+    with pytest.raises(BadRequestError, match="only text content"):
+        translate_messages.count_options(CountTokensRequest.model_validate(body), ROUTE)

@@ -8,7 +8,7 @@ import pytest
 from localmodel.wire import backend_pb2
 from localmodel_router import translate
 from localmodel_router.discovery import ModelRoute
-from localmodel_router.errors import BadRequestError
+from localmodel_router.errors import BackendError, BadRequestError
 from localmodel_router.protocol.chat import ChatCompletionRequest
 from localmodel_router.protocol.completions import CompletionRequest
 
@@ -138,6 +138,31 @@ def test_n_answers_get_seeds_of_their_own() -> None:
     unseeded = backend_pb2.PredictOptions(seed=-1)
     assert [o.seed for o in translate.per_choice(unseeded, 2)] == [-1, -1]  # each random
     assert translate.per_choice(backend_pb2.PredictOptions(seed=2**31 - 1), 2)[1].seed == 0  # stays int32
+
+
+def test_a_stream_of_interleaved_answers_joins_into_one_reply_each() -> None:
+    def reply(index: int, text: str, **fields: object) -> backend_pb2.Reply:
+        return backend_pb2.Reply(index=index, message=text.encode(), **fields)
+
+    first = json.dumps([{"token": "He", "logprob": -0.5, "bytes": [72, 101], "top_logprobs": []}]).encode()
+    more = json.dumps([{"token": "y", "logprob": -1.0, "bytes": [121], "top_logprobs": []}]).encode()
+    replies = [
+        reply(0, "He", logprobs=first, prompt_logprobs=b"[]"),
+        reply(1, "No", tokens=1, prompt_tokens=5, finish_reason="stop", stop_sequence="."),
+        reply(0, "y", logprobs=more, tokens=2, prompt_tokens=5, finish_reason="length"),
+    ]
+    zero, one = translate.join_answers(replies, 2)
+    assert (zero.message, zero.tokens, zero.prompt_tokens, zero.finish_reason) == (b"Hey", 2, 5, "length")
+    assert [entry.token for entry in translate.token_logprobs(zero)] == ["He", "y"]
+    assert zero.prompt_logprobs == b"[]"
+    assert (one.message, one.logprobs, one.stop_sequence) == (b"No", b"", ".")
+
+
+def test_a_backend_that_ignores_n_is_a_502_that_says_so() -> None:
+    with pytest.raises(BackendError, match="gave 1 of 3 answers: it does not implement n"):
+        translate.join_answers([backend_pb2.Reply(message=b"only one", finish_reason="stop")], 3)
+    with pytest.raises(BackendError, match="answer 4 of a request for 2"):
+        translate.join_answers([backend_pb2.Reply(index=4)], 2)
 
 
 def test_embedding_inputs() -> None:

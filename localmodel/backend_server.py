@@ -275,6 +275,12 @@ def backend_parser(
     model.add_argument("--option", action="append", default=[], metavar="KEY:VALUE", help="engine option")
     if engine_options is not None:
         engine_options(model)
+    add_serving_flags(parser, DEFAULT_MAX_WAITING)
+    return parser
+
+
+def add_serving_flags(parser: argparse.ArgumentParser, max_waiting: int) -> None:
+    """The flags of how a backend serves, whatever its engine (llama.cpp's backend takes them too)."""
     parser.add_argument(
         "--grace-period", type=float, default=30.0, help="seconds to finish requests on SIGTERM"
     )
@@ -287,14 +293,13 @@ def backend_parser(
     parser.add_argument(
         "--max-waiting",
         type=int,
-        default=DEFAULT_MAX_WAITING,
+        default=max_waiting,
         help="requests that may wait for a slot; more get RESOURCE_EXHAUSTED (default %(default)s)",
     )
     parser.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: none)"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    return parser
 
 
 def preload_options(args: argparse.Namespace) -> backend_pb2.ModelOptions | None:
@@ -312,10 +317,24 @@ async def create_server(
     address: str, make_servicer: ServicerFactory, queue: WorkQueue, accepts_load_model: bool = True
 ) -> tuple[grpc.aio.Server, int, EngineServicer]:
     """A started server on `address` ("host:0" picks a free port), the port it got, and its servicer."""
-    health = health_aio.HealthServicer()
-    for service in HEALTH_SERVICES:  # not ready until a model is loaded
-        await health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health = await not_serving_health()
     servicer = make_servicer(health, queue, accepts_load_model)
+    server, port = await start_grpc_server(address, servicer, health)
+    return server, port, servicer
+
+
+async def not_serving_health() -> health_aio.HealthServicer:
+    """The health service of a backend that has no model loaded yet: every service NOT_SERVING."""
+    health = health_aio.HealthServicer()
+    for service in HEALTH_SERVICES:
+        await health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return health
+
+
+async def start_grpc_server(
+    address: str, servicer: backend_pb2_grpc.BackendServicer, health: health_aio.HealthServicer
+) -> tuple[grpc.aio.Server, int]:
+    """Any engine's Backend service and its health service, started on `address`, and the port it got."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -326,7 +345,7 @@ async def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     port = server.add_insecure_port(address)
     await server.start()
-    return server, port, servicer
+    return server, port
 
 
 async def serve(args: argparse.Namespace, make_servicer: ServicerFactory) -> None:

@@ -14,6 +14,7 @@ import logging
 import sys
 from typing import Any
 
+from localmodel.backend_server import add_serving_flags
 from localmodel.logs import configure_logging
 from localmodel_llamacpp.batching import DEFAULT_MAX_WAITING
 from localmodel_llamacpp.options import PROMPT_CACHE_MODES
@@ -69,25 +70,7 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
     model.add_argument("--mlock", action="store_true", help="lock the model in RAM")
     model.add_argument("--flash-attention", choices=["on", "off", "auto"], default="", help="flash attention")
     model.add_argument("--option", action="append", default=[], metavar="KEY:VALUE", help="backend option")
-    parser.add_argument(
-        "--grace-period", type=float, default=30.0, help="seconds to finish requests on SIGTERM"
-    )
-    parser.add_argument(
-        "--allow-load-model",
-        action="store_true",
-        help="accept LoadModel calls although a model was given with --model (refused by default: "
-        "anyone who can reach the port could swap the model)",
-    )
-    parser.add_argument(
-        "--max-waiting",
-        type=int,
-        default=DEFAULT_MAX_WAITING,
-        help="generations that may wait for a slot; more get RESOURCE_EXHAUSTED (default %(default)s)",
-    )
-    parser.add_argument(
-        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: none)"
-    )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    add_serving_flags(parser, DEFAULT_MAX_WAITING)
     return parser
 
 

@@ -8,19 +8,15 @@ import signal
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
 
-from localmodel.wire import backend_pb2, backend_pb2_grpc
+from localmodel.backend_server import not_serving_health, start_grpc_server
+from localmodel.wire import backend_pb2
 from localmodel_llamacpp.batching import DEFAULT_MAX_WAITING, BatchingScheduler
 from localmodel_llamacpp.engine import LlamaEngine
 from localmodel_llamacpp.metrics import serve_metrics
-from localmodel_llamacpp.servicer import HEALTH_SERVICES, BackendServicer
+from localmodel_llamacpp.servicer import BackendServicer
 
 log = logging.getLogger(__name__)
-
-# Long prompts and chat histories arrive in one message; gRPC's 4 MiB default is too small for them.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class PreloadError(RuntimeError):
@@ -31,20 +27,9 @@ async def create_server(
     address: str, max_waiting: int = DEFAULT_MAX_WAITING, accepts_load_model: bool = True
 ) -> tuple[grpc.aio.Server, int, BackendServicer]:
     """A started server on `address` ("host:0" picks a free port) and the port it got."""
-    health = health_aio.HealthServicer()
-    for service in HEALTH_SERVICES:  # not ready until a model is loaded
-        await health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health = await not_serving_health()
     servicer = BackendServicer(BatchingScheduler(LlamaEngine(), max_waiting), health, accepts_load_model)
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
-    )
-    backend_pb2_grpc.add_BackendServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = server.add_insecure_port(address)
-    await server.start()
+    server, port = await start_grpc_server(address, servicer, health)
     return server, port, servicer
 
 

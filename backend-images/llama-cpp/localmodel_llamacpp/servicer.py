@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
+from localmodel.backend_server import HEALTH_SERVICES
 from localmodel.refusals import STARTED_METADATA
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.batching import BatchingScheduler
@@ -38,8 +39,6 @@ _STATUS_CODES: dict[type[Exception], grpc.StatusCode] = {
     StoppingError: grpc.StatusCode.UNAVAILABLE,  # a refusal: the router retries it on another replica
     BusyError: grpc.StatusCode.RESOURCE_EXHAUSTED,  # the router answers 429 with Retry-After
 }
-# Services whose readiness follows the model; "" (the whole server) is what Kubernetes' gRPC probe asks.
-HEALTH_SERVICES = ("", "backend.Backend")
 _State = backend_pb2.StatusResponse.State
 
 

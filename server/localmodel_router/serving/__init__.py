@@ -60,20 +60,22 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _answers(
+        self, route: ModelRoute, prompts: list[backend_pb2.PredictOptions], n: int
+    ) -> list[list[backend_pb2.Reply]]:
+        """`n` whole answers to each prompt, side by side (bounded by `_each`): one backend stream per
+        prompt where the backend shares their prefill (route.shares_prefill), else one Predict each."""
+        if n > 1 and route.shares_prefill:
+            return await self._each([functools.partial(self._joined_answers, route, o, n) for o in prompts])
+        each = [o for options in prompts for o in translate.per_choice(options, n)]
+        replies = await self._each([functools.partial(self._dispatcher.predict, route, o) for o in each])
+        return [replies[start : start + n] for start in range(0, len(replies), n)]
+
+    async def _joined_answers(
         self, route: ModelRoute, options: backend_pb2.PredictOptions, n: int
     ) -> list[backend_pb2.Reply]:
-        """`n` whole answers to one prompt: from one backend stream where the backend shares their
-        prefill (route.shares_prefill), else one Predict each, side by side."""
-        if n == 1:
-            return [await self._dispatcher.predict(route, options)]
-        if route.shares_prefill:
-            options.n = n
-            stream = await self._dispatcher.stream(route, options)
-            return translate.join_answers([reply async for reply in stream], n)
-        calls = [
-            functools.partial(self._dispatcher.predict, route, o) for o in translate.per_choice(options, n)
-        ]
-        return await self._each(calls)
+        options.n = n
+        stream = await self._dispatcher.stream(route, options)
+        return translate.join_answers([reply async for reply in stream], n)
 
     async def _answer_stream(
         self, route: ModelRoute, options: backend_pb2.PredictOptions, n: int

@@ -30,7 +30,7 @@ class ChatService(Service):
         route = self._discovery.table().resolve(request.model, "chat")
         options, tool_use = translate.chat_options(request, route)
         self._check_count("n", request.n)
-        replies = await self._answers(route, options, request.n)
+        (replies,) = await self._answers(route, [options], request.n)
         return ChatCompletion(
             id=new_id("chatcmpl"),
             created=now(),

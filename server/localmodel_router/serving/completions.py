@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -28,7 +27,7 @@ class CompletionService(Service):
         options = self._options(request, route)
         n, wanted = request.n, request.logprobs is not None
         # Choice p * n + i is prompt p's answer i, as OpenAI orders them.
-        answers = await self._each([functools.partial(self._answers, route, o, n) for o in options])
+        answers = await self._answers(route, options, n)
         choices = [
             CompletionChoice(
                 index=p * n + i,

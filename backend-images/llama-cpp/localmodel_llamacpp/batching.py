@@ -208,12 +208,12 @@ class BatchingScheduler:
             if admission is None:
                 continue
             with self._wake:  # only this thread takes slots, so the one free above is free still
-                tokens, answers = admission.tokens, len(request.answers)
+                answers = len(request.answers)
                 lane = max(
                     (lane for lane in self.lanes if lane.free_slots),
                     key=lambda lane: (
                         min(lane.free_slots, answers),  # most answers from one prefill first
-                        lane.decoder.best_reuse(tokens),
+                        lane.decoder.best_reuse(admission),
                         lane.free_slots,
                         -lane.index,
                     ),

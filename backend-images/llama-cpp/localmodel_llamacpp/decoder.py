@@ -20,6 +20,8 @@ a shared start shorter than a chunk is not decoded again either. With `prefix` t
 is decoded from a position off the chunk grid, in batches of other sizes than a fresh slot's, which
 changes the last bits of its numbers: a near-tie at temperature 0 may then go the other way, depending on
 what the slot ran before (SmolLM2 answered "Name three colours." differently when asked twice).
+In both modes a slot keeps the logits after the prompt it prefilled (`_Slot.held`): a request with that
+very prompt decodes nothing and samples its first token from them, which are what decoding gave.
 
 A request for several answers to one prompt (`n`) takes as many slots: its prompt is prefilled in one of
 them and, once its last chunk is decoded, the KV cells are copied to the others (`llama_memory_seq_cp`;
@@ -161,6 +163,9 @@ class _Sequence:
 class _Slot:
     index: int
     cached: list[int] = field(default_factory=list)  # tokens whose KV this slot's sequence holds
+    # The logits after the prompt `cached` starts with (its length, and the prefill's last row): a
+    # request with that very prompt samples its first token from them without decoding anything.
+    held: tuple[int, np.ndarray] | None = None
     sequence: _Sequence | None = None
     last_used: float = 0.0
     tokens_per_second: float = 0.0
@@ -237,12 +242,10 @@ class BatchDecoder:
             return None
         return Admission(request, tokens, samplers, min(request.sampling.max_tokens or room, room))
 
-    def best_reuse(self, tokens: list[int]) -> int:
+    def best_reuse(self, admission: Admission) -> int:
         """The most prompt tokens a free slot here could keep (what placing a request across lanes asks)."""
-        return max(
-            (reusable_prefix(s.cached, tokens, self._reuse_chunk) for s in self.slots if s.sequence is None),
-            default=0,
-        )
+        request, tokens = admission.request, admission.tokens
+        return max((self._reusable(s, request, tokens) for s in self.slots if s.sequence is None), default=0)
 
     def start(self, admission: Admission) -> None:
         """Run a prepared request in the free slot that can reuse most of its prompt; its further answers
@@ -252,13 +255,14 @@ class BatchDecoder:
             admission.close()
             return
         free = [slot for slot in self.slots if slot.sequence is None]
-        reusable = {s.index: reusable_prefix(s.cached, tokens, self._reuse_chunk) for s in free}
-        if request.sampling.prompt_logprobs:  # every prompt position's logits are needed: decode it all
-            reusable = dict.fromkeys(reusable, 0)
+        reusable = {s.index: self._reusable(s, request, tokens) for s in free}
         slot = max(free, key=lambda s: (reusable[s.index], -s.last_used))
         keep = reusable[slot.index]
         llama_cpp.llama_memory_seq_rm(self._memory, slot.index, keep, -1)
         slot.cached = tokens[:keep]
+        whole = keep == len(tokens)  # the slot holds this prompt and the logits after it
+        if not whole:
+            slot.held = None  # its cells from `keep` on are rewritten by this prompt
         # GetMetrics reports the latest generation's figures, as on the sequential path; the prompt
         # tokens it counts are the ones decoded (a reused prefix is not, nor the copies of a prompt).
         stats = self._engine.last = GenerationStats(prompt_tokens=len(tokens) - keep)
@@ -267,9 +271,23 @@ class BatchDecoder:
         others = sorted((s for s in free if s is not slot), key=lambda s: s.last_used)
         assert len(others) >= len(more), "the scheduler placed more answers than there are free slots"
         for follower, answer in zip(others, more, strict=False):
-            follower.cached = []  # its cells are replaced by the copy
+            follower.cached, follower.held = [], None  # its cells are replaced by the copy
             follower.sequence = self._sequence(admission, answer, [], 0, GenerationStats())
             follower.sequence.follows = slot.index
+        if whole:
+            slot.sequence.prefilling = False
+            self._answer_prompt(slot)
+
+    def _reusable(self, slot: _Slot, request: Request, tokens: list[int]) -> int:
+        """Tokens of the prompt whose KV `slot` can keep: all of them where it holds the logits after
+        this very prompt (nothing to decode: they are what decoding it gave), else its cache mode's
+        share of the common prefix."""
+        if request.sampling.prompt_logprobs:  # every prompt position's logits are needed: decode it all
+            return 0
+        held = slot.held
+        if held is not None and held[0] == len(tokens) and slot.cached[: len(tokens)] == tokens:
+            return len(tokens)
+        return reusable_prefix(slot.cached, tokens, self._reuse_chunk)
 
     @staticmethod
     def _sequence(
@@ -360,11 +378,20 @@ class BatchDecoder:
         sequence.pos += len(chunk)
         if last:
             sequence.prefilling = False
-            for follower in followers:  # before the first token: it may end the answer, free its slot
-                self._copy_prompt(slot, follower)
-            for each in (slot, *followers):  # every answer's first token, from the same logits
-                assert each.sequence is not None
-                self._take(each, self._sample(each.sequence, len(chunk) - 1))
+            slot.held = (sequence.pos, self._row_logits(len(chunk) - 1).copy())
+            self._answer_prompt(slot)
+
+    def _answer_prompt(self, slot: _Slot) -> None:
+        """Once `slot` holds its prompt's KV and the logits after it: copy them to the request's other
+        answers, then sample every answer's first token from those logits."""
+        assert slot.held is not None
+        followers = [s for s in self.slots if s.sequence is not None and s.sequence.follows == slot.index]
+        for follower in followers:  # before the first token: it may end the answer, free its slot
+            self._copy_prompt(slot, follower)
+        logits = slot.held[1]
+        for each in (slot, *followers):
+            assert each.sequence is not None
+            self._take(each, self._sample_held(each.sequence, logits))
 
     def _copy_prompt(self, source: _Slot, slot: _Slot) -> None:
         """Give a waiting answer the prompt's KV, just decoded in `source`. llama.cpp copies the whole KV
@@ -372,7 +399,7 @@ class BatchDecoder:
         prompt, sequence = source.sequence, slot.sequence
         assert prompt is not None and sequence is not None
         llama_cpp.llama_memory_seq_cp(self._memory, source.index, slot.index, -1, -1)
-        slot.cached = list(source.cached)
+        slot.cached, slot.held = list(source.cached), source.held
         sequence.pos, sequence.follows, sequence.prefilling = prompt.pos, None, False
         sequence.prompt_logprobs = list(prompt.prompt_logprobs)  # each answer's first Chunk has them
 
@@ -404,19 +431,33 @@ class BatchDecoder:
             position = sequence.pos + row + 1
             if position >= len(sequence.tokens):
                 break  # the last row predicts the first generated token: the sampler's
-            sequence.prompt_logprobs.append(self._logprob(row, sequence.tokens[position], top))
+            sequence.prompt_logprobs.append(
+                self._logprob(self._row_logits(row), sequence.tokens[position], top)
+            )
 
     def _sample(self, sequence: _Sequence, index: int) -> int:
         """The next token from batch position `index`'s logits, its log probabilities noted if asked."""
         token = sequence.sampler.sample(self._ctx, index)
-        top = sequence.request.sampling.logprobs
-        if top is not None and not llama_cpp.llama_vocab_is_eog(self._vocab, token):
-            sequence.logprobs.append(self._logprob(index, token, top))
+        self._note_logprob(sequence, token, lambda: self._row_logits(index))
         return token
 
-    def _logprob(self, row: int, token: int, top: int) -> TokenLogprob:
-        """`token`'s log probability under batch row `row`'s logits, with the `top` likeliest tokens."""
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+    def _sample_held(self, sequence: _Sequence, logits: np.ndarray) -> int:
+        """The first token, from the logits after the prompt (a slot's `held`), as `_sample` picks."""
+        token = sequence.sampler.sample_logits(logits)
+        self._note_logprob(sequence, token, lambda: logits)
+        return token
+
+    def _note_logprob(self, sequence: _Sequence, token: int, logits: Callable[[], np.ndarray]) -> None:
+        top = sequence.request.sampling.logprobs
+        if top is not None and not llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            sequence.logprobs.append(self._logprob(logits(), token, top))
+
+    def _row_logits(self, row: int) -> np.ndarray:
+        """Batch row `row`'s logits, in the context's buffer (valid until the next decode)."""
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+
+    def _logprob(self, logits: np.ndarray, token: int, top: int) -> TokenLogprob:
+        """`token`'s log probability under `logits`, with the `top` likeliest tokens."""
         chosen, best = token_logprobs(logits, token, top)
         return TokenLogprob(self._piece(token), chosen, tuple((self._piece(i), lp) for i, lp in best))
 
@@ -485,7 +526,7 @@ class BatchDecoder:
         slot.last_used = time.perf_counter()
         if not keep_cache:
             llama_cpp.llama_memory_seq_rm(self._memory, slot.index, -1, -1)
-            slot.cached = []
+            slot.cached, slot.held = [], None
         sequence.request.send(last)
 
     def _piece(self, token: int) -> bytes:

@@ -7,14 +7,18 @@ the truncations, temperature and the final pick. Temperature 0 picks greedily (d
 
 from __future__ import annotations
 
+import ctypes
 import random
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
 from localmodel_llamacpp.options import SamplingConfig
 
 PENALTY_LAST_N = 64  # tokens the repetition penalties look back over (llama.cpp's default)
+# llama.cpp's llama_token_data, as a numpy record: the candidates `sample_logits` hands the chain.
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
 class SamplerChain:
@@ -33,6 +37,25 @@ class SamplerChain:
         """Pick the next token from the logits of batch position `index` (and accept it into the chain:
         grammar state and penalty history move on)."""
         return int(llama_cpp.llama_sampler_sample(self.pointer, ctx, index))
+
+    def sample_logits(self, logits: np.ndarray) -> int:
+        """Pick the next token from logits kept from an earlier decode, as `sample` picks from a batch
+        row's: the same candidates (every token, in id order), the same chain, the token accepted."""
+        candidates = np.zeros(len(logits), dtype=_TOKEN_DATA)
+        candidates["id"] = np.arange(len(logits), dtype=np.int32)
+        candidates["logit"] = logits
+        array = llama_cpp.llama_token_data_array(
+            data=candidates.ctypes.data_as(llama_cpp.llama_token_data_p),
+            size=len(candidates),
+            selected=-1,
+            sorted=False,
+        )
+        llama_cpp.llama_sampler_apply(self.pointer, ctypes.byref(array))
+        if not 0 <= array.selected < array.size:
+            raise RuntimeError(f"the sampler chain selected no token ({array.selected})")
+        token = int(array.data[array.selected].id)  # samplers may sort and shrink the array in place
+        llama_cpp.llama_sampler_accept(self.pointer, token)
+        return token
 
     def close(self) -> None:
         if self.pointer:

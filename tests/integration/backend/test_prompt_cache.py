@@ -83,3 +83,22 @@ def test_prefix_mode_reuses_the_whole_shared_start(exact_runs, prefix) -> None:
         # The chat preamble that the unrelated prompt shares is kept too (exact mode keeps none of it).
         assert fresh[2] < fresh[1]
         # The answers are not compared: a reuse off the chunk grid may turn a near-tie (README).
+
+
+def test_a_prompt_the_slot_holds_whole_is_not_decoded_again(exact) -> None:
+    # The slot keeps the logits after the prompt it decoded: asked again, the prompt costs nothing and
+    # the first token is picked from those logits, exactly as from the decoded row.
+    ask(exact, UNRELATED)
+    first = ask(exact, SHARED + QUESTIONS[0])
+    assert first[2] == first[1]  # after another prompt: decoded whole
+    assert ask(exact, SHARED + QUESTIONS[0]) == (first[0], first[1], 0)
+    sampled = request(UNRELATED, tokens=16, temperature=0.9, seed=3, logprobs=1, top_logprobs=3)
+    decoded = exact.Predict(sampled)
+    held = exact.Predict(sampled)  # the same seed: the same pick from the kept logits
+    assert exact.GetMetrics(backend_pb2.MetricsRequest()).prompt_tokens_processed == 0
+    assert (held.message, held.logprobs) == (decoded.message, decoded.logprobs)
+    assert held.logprobs  # the first token's log probabilities come from the kept logits too
+    grammar = request(UNRELATED, tokens=12, grammar='root ::= "Red, " [a-z]+ ", blue."')
+    assert exact.Predict(grammar).message == exact.Predict(grammar).message  # a grammar applies to them
+    ask(exact, UNRELATED + " Again.")  # another prompt in the slot: what it held is gone
+    assert ask(exact, SHARED + QUESTIONS[0])[2] == first[1]

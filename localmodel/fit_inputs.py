@@ -7,12 +7,13 @@ here because the core never imports the backend; tests/unit/core/test_fit_inputs
 
 from __future__ import annotations
 
-from localmodel.fit import PlanInput
+from localmodel.fit import MIB, RAM_RESERVE, PlanInput
 from localmodel.spec import LocalModelSpec
 
 DEFAULT_CONTEXT_SIZE = 4096  # options.DEFAULT_CONTEXT_SIZE
 MAX_KV_TOKENS = 16384  # decoder.MAX_KV_TOKENS: slots x context the default slot count stays within
 SMALL_MODEL_BYTES = 512 * 1024 * 1024  # lane.SMALL_MODEL_BYTES: two lanes for a small model on 2+ CPUs
+DEFAULT_PROMPT_CACHE_RAM_MIB = 256  # options.DEFAULT_PROMPT_CACHE_RAM_MIB: prompts kept in host memory
 
 
 def plan_input(
@@ -41,7 +42,17 @@ def plan_input(
         gpu_memory_bytes=gpu_memory_bytes,
         ram_bytes=ram_bytes,
         embeddings=spec.loads_embeddings,
+        # The backend's own memory, and the prompts it keeps in host memory (batch decoders only).
+        ram_reserve_bytes=RAM_RESERVE + (0 if spec.loads_embeddings else _prompt_cache_ram(engine.options)),
     )
+
+
+def _prompt_cache_ram(options: list[str]) -> int:
+    for option in options:
+        key, _, value = option.partition(":")
+        if key == "prompt_cache_ram" and value.isdigit():
+            return int(value) * MIB
+    return DEFAULT_PROMPT_CACHE_RAM_MIB * MIB
 
 
 def _lanes(options: list[str], gpu_layers: object, threads: int, slots: int, file_bytes: int) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from localmodel.backend_server import add_serving_flags
 from localmodel.logs import configure_logging
 from localmodel_llamacpp.batching import DEFAULT_MAX_WAITING
-from localmodel_llamacpp.options import PROMPT_CACHE_MODES
+from localmodel_llamacpp.options import DEFAULT_PROMPT_CACHE_RAM_MIB, PROMPT_CACHE_MODES
 from localmodel_llamacpp.repack import REPACK_MODES
 from localmodel_llamacpp.server import PreloadError, serve
 
@@ -63,6 +63,14 @@ def build_parser(prog: str = "localmodel backend") -> argparse.ArgumentParser:
         help="reuse of a slot's cached prompt: exact (whole 64-token chunks only: every answer as on a fresh "
         "slot; default) or prefix (the whole common prefix, as llama-server's cache_prompt)",
     )
+    model.add_argument(
+        "--prompt-cache-ram",
+        type=int,
+        default=None,
+        metavar="MIB",
+        help="host memory for prompts whose slot was taken, restored instead of decoded again, as "
+        f"llama-server's --cache-ram (default {DEFAULT_PROMPT_CACHE_RAM_MIB}; 0: off)",
+    )
     model.add_argument("--embeddings", action="store_true", help="load for embeddings")
     model.add_argument(
         "--no-mmap", action="store_true", help="read the file into memory instead of mapping it"
@@ -94,6 +102,7 @@ def preload_options(args: argparse.Namespace) -> dict[str, Any] | None:
             *([f"lanes:{args.lanes}"] if args.lanes else []),
             *([f"repack:{args.repack}"] if args.repack else []),
             *([f"prompt_cache:{args.prompt_cache}"] if args.prompt_cache else []),
+            *([f"prompt_cache_ram:{args.prompt_cache_ram}"] if args.prompt_cache_ram is not None else []),
         ],
     }
 

@@ -40,7 +40,7 @@ import codecs
 import ctypes
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from threading import Event
 from typing import Any
@@ -58,6 +58,7 @@ from localmodel_llamacpp.engine import (
 )
 from localmodel_llamacpp.logprobs import token_logprobs
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
+from localmodel_llamacpp.prompt_store import PromptStore, StoredPrompt
 from localmodel_llamacpp.samplers import SamplerChain
 from localmodel_llamacpp.step_size import StepSizer
 from localmodel_llamacpp.stopping import StopMatcher
@@ -73,7 +74,7 @@ def default_slots(context_size: int) -> int:
     return max(1, min(4, MAX_KV_TOKENS // max(1, context_size)))
 
 
-def reusable_prefix(cached: list[int], prompt: list[int], chunk: int = PREFILL_CHUNK) -> int:
+def reusable_prefix(cached: Sequence[int], prompt: list[int], chunk: int = PREFILL_CHUNK) -> int:
     """Tokens of `prompt` whose KV a slot holding `cached` can keep: the common prefix, in whole chunks of
     `chunk` tokens (1: all of it), and never the whole prompt (its last token must be decoded again to
     get logits)."""
@@ -199,6 +200,8 @@ class BatchDecoder:
         self._sizer = StepSizer()  # also counts the generation steps
         self.slots = [_Slot(i) for i in range(slots)]
         self.prompt_tokens_decoded = 0  # prefilled, all time: a reused prefix and copied prompts not
+        self._store = PromptStore(config.prompt_cache_ram * 1024 * 1024)
+        self.prompts_restored = 0  # from the host store, all time
 
     # --- what the scheduler asks ---
 
@@ -258,6 +261,18 @@ class BatchDecoder:
         reusable = {s.index: self._reusable(s, request, tokens) for s in free}
         slot = max(free, key=lambda s: (reusable[s.index], -s.last_used))
         keep = reusable[slot.index]
+        stored, stored_keep = None, 0
+        if keep < len(tokens) and not request.sampling.prompt_logprobs:
+            stored, stored_keep = self._store.best(tokens, self._reusable_prefix)
+        if stored is not None and stored_keep > keep:
+            slot = min(free, key=lambda s: s.last_used)  # its own prompt goes to the store first
+            self._save(slot)
+            if self._restore(slot, stored):
+                keep = stored_keep
+            else:
+                keep = 0
+        elif slot.held is not None and keep < slot.held[0]:
+            self._save(slot)  # the prompt it holds is about to be overwritten
         llama_cpp.llama_memory_seq_rm(self._memory, slot.index, keep, -1)
         slot.cached = tokens[:keep]
         whole = keep == len(tokens)  # the slot holds this prompt and the logits after it
@@ -271,6 +286,7 @@ class BatchDecoder:
         others = sorted((s for s in free if s is not slot), key=lambda s: s.last_used)
         assert len(others) >= len(more), "the scheduler placed more answers than there are free slots"
         for follower, answer in zip(others, more, strict=False):
+            self._save(follower)
             follower.cached, follower.held = [], None  # its cells are replaced by the copy
             follower.sequence = self._sequence(admission, answer, [], 0, GenerationStats())
             follower.sequence.follows = slot.index
@@ -287,7 +303,41 @@ class BatchDecoder:
         held = slot.held
         if held is not None and held[0] == len(tokens) and slot.cached[: len(tokens)] == tokens:
             return len(tokens)
-        return reusable_prefix(slot.cached, tokens, self._reuse_chunk)
+        return self._reusable_prefix(slot.cached, tokens)
+
+    def _reusable_prefix(self, cached: Sequence[int], tokens: list[int]) -> int:
+        return reusable_prefix(cached, tokens, self._reuse_chunk)
+
+    def _save(self, slot: _Slot) -> None:
+        """Put the prompt `slot` holds (with the logits after it) into the host store before its cells
+        are overwritten; what the slot generated after it is dropped first."""
+        held = slot.held
+        if held is None or not self._store.max_bytes:
+            return
+        length, logits = held
+        prompt = tuple(slot.cached[:length])
+        if prompt in self._store:
+            return
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.index, length, -1)
+        slot.cached = list(prompt)
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, slot.index)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, slot.index)
+        if written:
+            self._store.put(StoredPrompt(prompt, ctypes.string_at(buffer, written), logits))
+
+    def _restore(self, slot: _Slot, stored: StoredPrompt) -> bool:
+        """Load a stored prompt's KV into `slot` (its cells replaced): False if llama.cpp refused it."""
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.index, -1, -1)
+        state = (ctypes.c_uint8 * len(stored.state)).from_buffer_copy(stored.state)
+        if not llama_cpp.llama_state_seq_set_data(self._ctx, state, len(stored.state), slot.index):
+            log.warning("a stored prompt could not be restored", extra={"tokens": len(stored.tokens)})
+            slot.cached, slot.held = [], None
+            return False
+        self._store.take(stored)
+        self.prompts_restored += 1
+        slot.cached, slot.held = list(stored.tokens), (len(stored.tokens), stored.logits)
+        return True
 
     @staticmethod
     def _sequence(

@@ -30,6 +30,8 @@ class OptionsError(ValueError):
 
 
 MAX_PARALLEL = 64  # llama.cpp's limit on sequences in one context
+# Prompts kept in host memory once their slot is taken (prompt_store.py), as llama-server's --cache-ram.
+DEFAULT_PROMPT_CACHE_RAM_MIB = 256
 # How much of a slot's cached prompt a new request may reuse (decoder.py): "exact" (the default), only
 # whole prefill chunks, so that every answer is the one the request would get on a fresh slot; "prefix",
 # the whole common prefix, as llama-server's cache_prompt.
@@ -62,6 +64,9 @@ class LoadConfig:
     lanes: int = 0  # decode lanes the slots are spread over (lane.py); 0: chosen from model and hardware
     repack: str = "auto"  # weights in llama.cpp's repacked/AMX buffers: auto, on, off (repack.py)
     prompt_cache: str = "exact"  # PROMPT_CACHE_MODES
+    prompt_cache_ram: int = (
+        DEFAULT_PROMPT_CACHE_RAM_MIB  # MiB of prompts kept in host memory (prompt_store.py)
+    )
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `llama_cpp.Llama`."""
@@ -135,6 +140,7 @@ def load_config(request: backend_pb2.ModelOptions) -> LoadConfig:
         lanes=int(extra.get("lanes", 0)),
         repack=str(extra.get("repack", "auto")),
         prompt_cache=str(extra.get("prompt_cache", "exact")),
+        prompt_cache_ram=int(extra.get("prompt_cache_ram", DEFAULT_PROMPT_CACHE_RAM_MIB)),
     )
 
 
@@ -150,6 +156,10 @@ def parse_backend_options(options: list[str] | Any) -> dict[str, int | str]:
             known[key] = number = _parse_int(f"options: {key}", value)
             if not 1 <= number <= MAX_PARALLEL:
                 raise OptionsError(f"options: {key} must be between 1 and {MAX_PARALLEL}, got {value}")
+        elif key == "prompt_cache_ram":
+            known[key] = number = _parse_int(f"options: {key}", value)
+            if number < 0:
+                raise OptionsError(f"options: {key} is MiB of host memory, 0 or more, got {value}")
         elif key == "pooling":
             if value not in POOLING_TYPES:
                 raise OptionsError(f"options: pooling must be one of {sorted(POOLING_TYPES)}, got {value!r}")

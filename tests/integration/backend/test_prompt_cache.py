@@ -27,9 +27,10 @@ QUESTIONS = ["What failed twice?", "Where did the storm come from?", "How did th
 UNRELATED = "Name three colours."
 
 
-def backend_with(model: Path, mode: str) -> Iterator[backend_pb2_grpc.BackendStub]:
+def backend_with(model: Path, mode: str, ram_mib: int = 0) -> Iterator[backend_pb2_grpc.BackendStub]:
+    """One slot; `ram_mib`: the host store of prompts (off, so what a slot alone keeps is measured)."""
     args = ["--model", str(model), "--context-size", "1024", "--parallel", "1", "--threads", "2"]
-    with BackendProcess([*args, "--prompt-cache", mode]) as backend:
+    with BackendProcess([*args, "--prompt-cache", mode, "--prompt-cache-ram", str(ram_mib)]) as backend:
         backend.wait_ready()
         yield from stub_for(backend)
 
@@ -102,3 +103,30 @@ def test_a_prompt_the_slot_holds_whole_is_not_decoded_again(exact) -> None:
     assert exact.Predict(grammar).message == exact.Predict(grammar).message  # a grammar applies to them
     ask(exact, UNRELATED + " Again.")  # another prompt in the slot: what it held is gone
     assert ask(exact, SHARED + QUESTIONS[0])[2] == first[1]
+
+
+@pytest.fixture(scope="module")
+def stored(smollm2_path: Path) -> Iterator[backend_pb2_grpc.BackendStub]:
+    yield from backend_with(smollm2_path, "exact", ram_mib=64)
+
+
+def test_a_prompt_whose_slot_was_taken_comes_back_from_host_memory(stored, exact) -> None:
+    fresh = ask(stored, SHARED + QUESTIONS[0])
+    assert fresh[2] == fresh[1]
+    ask(stored, UNRELATED)  # takes the one slot: the note and its question go to host memory
+    assert ask(stored, SHARED + QUESTIONS[0]) == (fresh[0], fresh[1], 0)  # restored whole, nothing decoded
+    # Another question after the note: its first whole chunk comes back from host memory (exact mode
+    # keeps whole chunks), the rest is decoded; the answer is the one a fresh slot gives.
+    ask(stored, UNRELATED)
+    other = ask(stored, SHARED + QUESTIONS[1])
+    assert other[2] == other[1] - PREFILL_CHUNK
+    ask(exact, UNRELATED)  # a slot that holds nothing of it, no host store: decoded whole
+    assert other[0] == ask(exact, SHARED + QUESTIONS[1])[0]
+    ask(stored, UNRELATED + " Once more.")
+    assert ask(stored, SHARED + QUESTIONS[1])[0] == other[0]
+
+
+def test_the_host_store_is_off_with_no_memory(exact) -> None:
+    first = ask(exact, SHARED + QUESTIONS[2])
+    ask(exact, UNRELATED)
+    assert ask(exact, SHARED + QUESTIONS[2])[2] == first[1]  # decoded again: nothing was kept

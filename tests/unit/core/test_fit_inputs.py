@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from localmodel.fit import MIB, RAM_RESERVE
 from localmodel.fit_inputs import plan_input
 from localmodel.spec import LocalModelSpec
 from localmodel_llamacpp.decoder import default_slots
@@ -61,3 +62,16 @@ def test_spec_choices_pass_through() -> None:
     assert planned.flash_attention and planned.embeddings
     assert (planned.gpus, planned.gpu_layers, planned.gpu_memory_bytes) == (2, -1, 24 << 30)
     assert planned.ram_bytes == 8 << 30
+
+
+@pytest.mark.parametrize(
+    ("options", "mib"), [([], None), (["prompt_cache_ram:1024"], 1024), (["prompt_cache_ram:0"], 0)]
+)
+def test_the_host_prompt_store_is_counted_as_the_backend_sizes_it(
+    options: list[str], mib: int | None
+) -> None:
+    planned = plan_input(spec(backend={"engine": {"options": options}}), 1, threads=2)
+    expected = LoadConfig(model_path=Path()).prompt_cache_ram if mib is None else mib
+    assert planned.ram_reserve_bytes == RAM_RESERVE + expected * MIB
+    embeddings = plan_input(spec(backend={"engine": {"options": options}}, tasks=["embedding"]), 1, threads=2)
+    assert embeddings.ram_reserve_bytes == RAM_RESERVE  # served one at a time: no batch decoder, no store

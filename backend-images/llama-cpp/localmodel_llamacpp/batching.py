@@ -31,6 +31,7 @@ from localmodel_llamacpp.decoder import BatchDecoder, Request, default_slots
 from localmodel_llamacpp.engine import BusyError, Chunk, LlamaEngine, Prompt, StoppingError
 from localmodel_llamacpp.lane import Lane, default_lanes, split, wide_steps
 from localmodel_llamacpp.options import LoadConfig, SamplingConfig
+from localmodel_llamacpp.prompt_store import PromptStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -246,9 +247,10 @@ class BatchingScheduler:
             return
         lane_count = min(config.lanes or default_lanes(config, wanted), wanted)
         decoders: list[BatchDecoder] = []
+        store = PromptStore(config.prompt_cache_ram * 1024 * 1024)  # one for all lanes: it is their memory
         try:
             for lane_slots in split(wanted, lane_count):
-                decoders.append(BatchDecoder(self.engine, config, lane_slots))
+                decoders.append(BatchDecoder(self.engine, config, lane_slots, store))
         except RuntimeError as error:
             for decoder in decoders:
                 decoder.close()

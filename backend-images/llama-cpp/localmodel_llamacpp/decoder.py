@@ -173,7 +173,9 @@ class _Slot:
 
 
 class BatchDecoder:
-    def __init__(self, engine: LlamaEngine, config: LoadConfig, slots: int) -> None:
+    def __init__(self, engine: LlamaEngine, config: LoadConfig, slots: int, store: PromptStore) -> None:
+        """`store`: the host memory for prompts, shared by the model's decoders (a prompt saved by one
+        lane is restored by another: the model and the KV layout are the same)."""
         llama = engine.llama
         self._engine = engine
         self.context_size = config.context_size
@@ -200,7 +202,7 @@ class BatchDecoder:
         self._sizer = StepSizer()  # also counts the generation steps
         self.slots = [_Slot(i) for i in range(slots)]
         self.prompt_tokens_decoded = 0  # prefilled, all time: a reused prefix and copied prompts not
-        self._store = PromptStore(config.prompt_cache_ram * 1024 * 1024)
+        self._store = store
         self.prompts_restored = 0  # from the host store, all time
 
     # --- what the scheduler asks ---

@@ -7,12 +7,14 @@ token here; a later request whose prompt starts the same way restores it into a 
 (`llama_state_seq_set_data`) instead of decoding that start again. The state is the KV the prefill
 wrote, bit for bit, so a restored prompt keeps the cache mode's guarantee (`exact`: whole chunks only).
 
-Pure bookkeeping: a byte-bounded, least-recently-used map from prompt tokens to what was saved; the
-decoder makes the llama.cpp calls.
+Bookkeeping only, one store for all of a model's lanes (a prompt saved by one lane can be restored by
+another): a byte-bounded, least-recently-used map from prompt tokens to what was saved; the decoder
+makes the llama.cpp calls.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,38 +34,46 @@ class StoredPrompt:
 
 
 class PromptStore:
+    """Shared by a model's lanes, each on its own thread: every method takes the store's lock."""
+
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._prompts: OrderedDict[tuple[int, ...], StoredPrompt] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._prompts)
+        with self._lock:
+            return len(self._prompts)
 
     def __contains__(self, tokens: tuple[int, ...]) -> bool:
-        return tokens in self._prompts
+        with self._lock:
+            return tokens in self._prompts
 
     def put(self, prompt: StoredPrompt) -> None:
         """Keep `prompt`, dropping the least recently used ones while over the bound (one larger than
         the whole bound is not kept)."""
         if prompt.size > self.max_bytes:
             return
-        self._drop(prompt.tokens)
-        self._prompts[prompt.tokens] = prompt
-        self.bytes += prompt.size
-        while self.bytes > self.max_bytes:
-            self._drop(next(iter(self._prompts)))
+        with self._lock:
+            self._drop(prompt.tokens)
+            self._prompts[prompt.tokens] = prompt
+            self.bytes += prompt.size
+            while self.bytes > self.max_bytes:
+                self._drop(next(iter(self._prompts)))
 
     def best(
         self, tokens: list[int], reusable: Callable[[Sequence[int], list[int]], int]
     ) -> tuple[StoredPrompt | None, int]:
         """The stored prompt of which `reusable(stored, tokens)` keeps the most tokens, and how many (a
         stored prompt equal to `tokens` keeps all of them: its logits start the answer)."""
-        whole = self._prompts.get(tuple(tokens))
+        with self._lock:
+            whole = self._prompts.get(tuple(tokens))
+            prompts = list(self._prompts.values())
         if whole is not None:
             return whole, len(tokens)
         found, most = None, 0
-        for prompt in self._prompts.values():
+        for prompt in prompts:
             kept = reusable(prompt.tokens, tokens)
             if kept > most:
                 found, most = prompt, kept
@@ -71,7 +81,9 @@ class PromptStore:
 
     def take(self, prompt: StoredPrompt) -> None:
         """Mark `prompt` as just used (it is restored into a slot, and stays stored)."""
-        self._prompts.move_to_end(prompt.tokens)
+        with self._lock:
+            if prompt.tokens in self._prompts:  # another lane may have dropped it meanwhile
+                self._prompts.move_to_end(prompt.tokens)
 
     def _drop(self, tokens: tuple[int, ...]) -> None:
         dropped = self._prompts.pop(tokens, None)

@@ -57,6 +57,7 @@ class BatchingScheduler:
         self._closing = False
         self._calls_running = 0
         self._prompt_tokens_before = 0  # decoded by lanes stopped since (a model loaded again)
+        self._prompts_restored_before = 0  # restored from host memory by lanes stopped since
         self._wide = wide_steps()
         self._worker = threading.Thread(target=self._work, name="llama", daemon=True)
         self._worker.start()
@@ -80,6 +81,11 @@ class BatchingScheduler:
         answers share, are not."""
         lanes = sum(lane.decoder.prompt_tokens_decoded for lane in self.lanes)
         return self._prompt_tokens_before + lanes
+
+    @property
+    def prompts_restored(self) -> int:
+        """Prompts restored from host memory into a slot since start (prompt_store.py)."""
+        return self._prompts_restored_before + sum(lane.decoder.prompts_restored for lane in self.lanes)
 
     def kv_usage(self) -> float:
         """Share of all lanes' KV cells held by running sequences."""
@@ -228,6 +234,7 @@ class BatchingScheduler:
         for lane in lanes:
             lane.stop()
             self._prompt_tokens_before += lane.decoder.prompt_tokens_decoded
+            self._prompts_restored_before += lane.decoder.prompts_restored
 
     def _load(self, config: LoadConfig, slots: int) -> None:
         wanted = slots or default_slots(config.context_size)

@@ -58,6 +58,11 @@ class SchedulerCollector(Collector):
                 "Prompt tokens prefilled (a reused prefix and a prompt copied to further answers are not)",
                 value=scheduler.prompt_tokens_decoded,
             )
+        yield CounterMetricFamily(
+            "localmodel_backend_prompts_restored",
+            "Prompts restored from host memory into a slot instead of decoded again (--prompt-cache-ram)",
+            value=scheduler.prompts_restored,
+        )
 
 
 def serve_metrics(scheduler: BatchingScheduler, port: int) -> None:

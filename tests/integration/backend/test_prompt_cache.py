@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from localmodel.ports import free_port
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.decoder import PREFILL_CHUNK
 from tests.integration.backend.test_batching import request, stub_for
@@ -27,9 +29,11 @@ QUESTIONS = ["What failed twice?", "Where did the storm come from?", "How did th
 UNRELATED = "Name three colours."
 
 
-def backend_with(model: Path, mode: str, ram_mib: int = 0) -> Iterator[backend_pb2_grpc.BackendStub]:
+def backend_with(
+    model: Path, mode: str, ram_mib: int = 0, more: tuple[str, ...] = ()
+) -> Iterator[backend_pb2_grpc.BackendStub]:
     """One slot; `ram_mib`: the host store of prompts (off, so what a slot alone keeps is measured)."""
-    args = ["--model", str(model), "--context-size", "1024", "--parallel", "1", "--threads", "2"]
+    args = ["--model", str(model), "--context-size", "1024", "--parallel", "1", "--threads", "2", *more]
     with BackendProcess([*args, "--prompt-cache", mode, "--prompt-cache-ram", str(ram_mib)]) as backend:
         backend.wait_ready()
         yield from stub_for(backend)
@@ -105,16 +109,29 @@ def test_a_prompt_the_slot_holds_whole_is_not_decoded_again(exact) -> None:
     assert ask(exact, SHARED + QUESTIONS[0])[2] == first[1]
 
 
+STORED_METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="module")
 def stored(smollm2_path: Path) -> Iterator[backend_pb2_grpc.BackendStub]:
-    yield from backend_with(smollm2_path, "exact", ram_mib=64)
+    yield from backend_with(smollm2_path, "exact", 64, ("--metrics-port", str(STORED_METRICS_PORT)))
+
+
+def restored() -> float:
+    text = httpx.get(f"http://127.0.0.1:{STORED_METRICS_PORT}/metrics", timeout=10).text
+    line = next(
+        line for line in text.splitlines() if line.startswith("localmodel_backend_prompts_restored_total ")
+    )
+    return float(line.split()[1])
 
 
 def test_a_prompt_whose_slot_was_taken_comes_back_from_host_memory(stored, exact) -> None:
     fresh = ask(stored, SHARED + QUESTIONS[0])
     assert fresh[2] == fresh[1]
     ask(stored, UNRELATED)  # takes the one slot: the note and its question go to host memory
+    before = restored()
     assert ask(stored, SHARED + QUESTIONS[0]) == (fresh[0], fresh[1], 0)  # restored whole, nothing decoded
+    assert restored() == before + 1
     # Another question after the note: its first whole chunk comes back from host memory (exact mode
     # keeps whole chunks), the rest is decoded; the answer is the one a fresh slot gives.
     ask(stored, UNRELATED)

@@ -48,18 +48,23 @@ def plan_input(
 
 
 def _prompt_cache_ram(options: list[str]) -> int:
-    for option in options:
-        key, _, value = option.partition(":")
-        if key == "prompt_cache_ram" and value.isdigit():
-            return int(value) * MIB
-    return DEFAULT_PROMPT_CACHE_RAM_MIB * MIB
+    mib = _number_option(options, "prompt_cache_ram")
+    return (DEFAULT_PROMPT_CACHE_RAM_MIB if mib is None else mib) * MIB
 
 
 def _lanes(options: list[str], gpu_layers: object, threads: int, slots: int, file_bytes: int) -> int:
-    for option in options:
-        key, _, value = option.partition(":")
-        if key == "lanes" and value.isdigit():
-            return int(value)
+    lanes = _number_option(options, "lanes")
+    if lanes is not None:
+        return lanes
     if gpu_layers != 0 or threads < 2 or slots < 2:  # lane.default_lanes
         return 1
     return 2 if file_bytes <= SMALL_MODEL_BYTES else 1
+
+
+def _number_option(options: list[str], name: str) -> int | None:
+    """The backend option `name:N`'s N, if the spec gives one (the backend refuses a malformed one)."""
+    for option in options:
+        key, _, value = option.partition(":")
+        if key == name and value.isdigit():
+            return int(value)
+    return None

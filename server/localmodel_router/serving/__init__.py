@@ -107,6 +107,38 @@ class Service:
             raise BadRequestError(message, param=param)
 
 
+class StreamedAnswers:
+    """What a stream of interleaved answers (Reply.index) has shown so far: each answer's latest reply,
+    and which answers have ended (a reply naming their finish)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.last: dict[int, backend_pb2.Reply] = {}
+        self._ended: set[int] = set()
+
+    def see(self, reply: backend_pb2.Reply) -> bool:
+        """Note `reply`; True if it is its answer's first."""
+        first = reply.index not in self.last
+        self.last[reply.index] = reply
+        if reply.finish_reason:
+            self._ended.add(reply.index)
+        return first
+
+    def unended(self) -> list[int]:
+        """Once the stream is over: the answers whose backend named no finish (they end with the stream).
+        Fewer answers than asked for is the 502 of `translate.check_answers`."""
+        translate.check_answers(len(self.last), self.n)
+        return sorted(self.last.keys() - self._ended)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return max(reply.prompt_tokens for reply in self.last.values())  # one prompt for every answer
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(reply.tokens for reply in self.last.values())
+
+
 def usage_event(
     request: GenerationRequest,
     chunk_type: type[ChatCompletionChunk] | type[Completion],

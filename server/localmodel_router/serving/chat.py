@@ -18,7 +18,7 @@ from localmodel_router.protocol.chat import (
     ToolCallDelta,
 )
 from localmodel_router.protocol.common import FinishReason, new_id, now, usage
-from localmodel_router.serving import Service, usage_event
+from localmodel_router.serving import Service, StreamedAnswers, usage_event
 from localmodel_router.streaming import event
 
 if TYPE_CHECKING:
@@ -57,9 +57,8 @@ class ChatService(Service):
         tool_use: translate.ToolUse | None,
     ) -> AsyncIterator[str]:
         completion_id, created = new_id("chatcmpl"), now()
-        last: dict[int, backend_pb2.Reply] = {}  # each answer's latest reply
+        answers = StreamedAnswers(request.n)
         texts: dict[int, list[str]] = {}  # with tools, each answer's text: a tool call is parsed whole
-        ended: set[int] = set()
 
         def chunk(
             index: int,
@@ -73,8 +72,7 @@ class ChatService(Service):
             )
 
         def ending(index: int) -> Iterator[str]:
-            ended.add(index)
-            finish: FinishReason = translate.finish_reason(last[index])
+            finish: FinishReason = translate.finish_reason(answers.last[index])
             if tool_use is not None:
                 answer = "".join(texts[index])
                 calls = translate.tool_calls(answer, tool_use)
@@ -90,9 +88,8 @@ class ChatService(Service):
 
         async for reply in replies:
             index = reply.index
-            if index not in last:
+            if answers.see(reply):
                 yield chunk(index, ChatDelta(role="assistant", content=""))
-            last[index] = reply
             piece = reply.message.decode("utf-8", "replace")
             if tool_use is not None:
                 texts.setdefault(index, []).append(piece)
@@ -104,8 +101,7 @@ class ChatService(Service):
             if reply.finish_reason:
                 for text in ending(index):
                     yield text
-        translate.check_answers(len(last), request.n)
-        for index in sorted(last.keys() - ended):  # a backend that names no finish ends with its stream
+        for index in answers.unended():
             for text in ending(index):
                 yield text
         tokens = usage_event(
@@ -113,8 +109,8 @@ class ChatService(Service):
             ChatCompletionChunk,
             completion_id,
             created,
-            max(reply.prompt_tokens for reply in last.values()),
-            sum(reply.tokens for reply in last.values()),
+            answers.prompt_tokens,
+            answers.completion_tokens,
         )
         if tokens is not None:
             yield tokens

@@ -14,7 +14,7 @@ from localmodel_router.protocol.completions import (
     CompletionLogprobs,
     CompletionRequest,
 )
-from localmodel_router.serving import Service, usage_event
+from localmodel_router.serving import Service, StreamedAnswers, usage_event
 from localmodel_router.streaming import event
 
 if TYPE_CHECKING:
@@ -85,13 +85,11 @@ class CompletionService(Service):
 
         for p, prompt_options in enumerate(options):
             replies = first_replies if p == 0 else await self._answer_stream(route, prompt_options, n)
-            last: dict[int, backend_pb2.Reply] = {}  # each answer's latest reply
+            answers = StreamedAnswers(n)
             offsets: dict[int, int] = {}
-            ended: set[int] = set()
             async for reply in replies:
-                index = p * n + reply.index
-                echo = request.echo and index not in last  # the prompt goes first, with the first reply
-                last[index] = reply
+                index = p * n + reply.index  # choice p * n + i is prompt p's answer i
+                echo = answers.see(reply) and request.echo  # the prompt goes first, with the first reply
                 if reply.message or reply.logprobs or echo:
                     text = (prompt_options.prompt if echo else "") + reply.message.decode("utf-8", "replace")
                     logprobs = None
@@ -100,13 +98,11 @@ class CompletionService(Service):
                     yield chunk(index, text, logprobs=logprobs)
                     offsets[index] = offsets.get(index, 0) + len(text)
                 if reply.finish_reason:
-                    ended.add(index)
                     yield chunk(index, "", translate.finish_reason(reply))
-            translate.check_answers(len(last), n)
-            for index in sorted(last.keys() - ended):  # a backend that names no finish ends with its stream
-                yield chunk(index, "", translate.finish_reason(last[index]))
-            prompt_tokens += max(reply.prompt_tokens for reply in last.values())
-            completion_tokens += sum(reply.tokens for reply in last.values())
+            for answer in answers.unended():
+                yield chunk(p * n + answer, "", translate.finish_reason(answers.last[answer]))
+            prompt_tokens += answers.prompt_tokens  # each prompt counted once, however many answers
+            completion_tokens += answers.completion_tokens
         tokens = usage_event(request, Completion, completion_id, created, prompt_tokens, completion_tokens)
         if tokens is not None:
             yield tokens

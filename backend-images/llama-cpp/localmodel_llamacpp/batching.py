@@ -8,8 +8,9 @@ own thread. Tokens cross to the event loop through an asyncio queue per request.
 A request for n answers (`SamplingConfig.n`) takes as many free slots of one lane as it can, the lane
 with the most free (there its prompt is prefilled once and copied to the others: decoder.py); the
 answers left over go back to the head of the queue and take the next free slots, in another lane or
-as slots come free. A later answer finds the prompt cached in the slot an earlier one left (all its
-whole prefill chunks kept), so only the prompt's last part is decoded again.
+as slots come free. Placed in another lane at once, they prefill the prompt there once more; placed
+as slots come free, they find it whole in the slot an earlier answer left (or in the host store,
+prompt_store.py) and decode none of it again.
 
 A model that cannot batch — one loaded for embeddings, or one llama.cpp will not give several sequences —
 is served one request at a time on the same thread, and Status says `sequential`.
@@ -56,8 +57,10 @@ class BatchingScheduler:
         self._wake = threading.Condition()
         self._closing = False
         self._calls_running = 0
-        self._prompt_tokens_before = 0  # decoded by lanes stopped since (a model loaded again)
-        self._prompts_restored_before = 0  # restored from host memory by lanes stopped since
+        # Counted outside today's lanes: by lanes stopped since (a model loaded again), and prompt
+        # tokens by the sequential path.
+        self._prompt_tokens_before = 0
+        self._prompts_restored_before = 0
         self._wide = wide_steps()
         self._worker = threading.Thread(target=self._work, name="llama", daemon=True)
         self._worker.start()

@@ -64,9 +64,8 @@ class LoadConfig:
     lanes: int = 0  # decode lanes the slots are spread over (lane.py); 0: chosen from model and hardware
     repack: str = "auto"  # weights in llama.cpp's repacked/AMX buffers: auto, on, off (repack.py)
     prompt_cache: str = "exact"  # PROMPT_CACHE_MODES
-    prompt_cache_ram: int = (
-        DEFAULT_PROMPT_CACHE_RAM_MIB  # MiB of prompts kept in host memory (prompt_store.py)
-    )
+    # MiB of host memory for prompts whose slot was taken (prompt_store.py); 0: none kept.
+    prompt_cache_ram: int = DEFAULT_PROMPT_CACHE_RAM_MIB
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `llama_cpp.Llama`."""

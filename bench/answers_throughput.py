@@ -19,7 +19,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +26,7 @@ from bench.machine import CpuWatch, describe
 from localmodel.ports import free_port
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from scripts.model_files import MODELS, ensure_model
+from tests.support.backend_metrics import backend_metric
 from tests.support.backend_process import BackendProcess
 
 SEED = 100
@@ -45,11 +45,7 @@ def options(text: str, tokens: int, seed: int, n: int = 0) -> backend_pb2.Predic
 
 
 def decoded(metrics_port: int) -> float:
-    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    line = next(
-        line for line in text.splitlines() if line.startswith("localmodel_backend_prompt_tokens_total ")
-    )
-    return float(line.split()[1])
+    return backend_metric(metrics_port, "localmodel_backend_prompt_tokens_total")
 
 
 def one_request(stub: backend_pb2_grpc.BackendStub, text: str, n: int, tokens: int) -> tuple[float, float]:

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 
 from localmodel.ports import free_port
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from tests.integration.backend.test_batching import answer, request, stub_for
+from tests.support.backend_metrics import backend_metric
 from tests.support.backend_process import BackendProcess
 
 PROMPT = "Invent a name for a small red boat and say why."
@@ -43,11 +43,7 @@ def by_answer(replies: Iterable[backend_pb2.Reply]) -> dict[int, Answer]:
 
 
 def prompt_tokens_decoded(port: int) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    line = next(
-        line for line in text.splitlines() if line.startswith("localmodel_backend_prompt_tokens_total ")
-    )
-    return float(line.split()[1])
+    return backend_metric(port, "localmodel_backend_prompt_tokens_total")
 
 
 def backend(model: Path, lanes: int) -> Iterator[tuple[backend_pb2_grpc.BackendStub, int]]:

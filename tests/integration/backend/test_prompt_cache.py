@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from localmodel.ports import free_port
 from localmodel.wire import backend_pb2, backend_pb2_grpc
 from localmodel_llamacpp.decoder import PREFILL_CHUNK
 from tests.integration.backend.test_batching import request, stub_for
+from tests.support.backend_metrics import backend_metric
 from tests.support.backend_process import BackendProcess
 
 # A shared start of about 100 tokens: one whole chunk and a part of the next.
@@ -118,11 +118,7 @@ def stored(smollm2_path: Path) -> Iterator[backend_pb2_grpc.BackendStub]:
 
 
 def restored() -> float:
-    text = httpx.get(f"http://127.0.0.1:{STORED_METRICS_PORT}/metrics", timeout=10).text
-    line = next(
-        line for line in text.splitlines() if line.startswith("localmodel_backend_prompts_restored_total ")
-    )
-    return float(line.split()[1])
+    return backend_metric(STORED_METRICS_PORT, "localmodel_backend_prompts_restored_total")
 
 
 def test_a_prompt_whose_slot_was_taken_comes_back_from_host_memory(stored, exact) -> None:
